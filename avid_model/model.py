@@ -1,0 +1,107 @@
+"""The AVID model: two encoders, two projection heads, L2-normalised 128-d embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avid_model.audio_encoder import Conv2D10
+from avid_model.features import PreprocessConfig, SpectrogramStats
+from avid_model.video_encoder import R2Plus1D18
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one AVID model (widths are stem + four stages per encoder)."""
+
+    name: str
+    video_widths: tuple[int, ...] = (64, 64, 128, 256, 512)
+    audio_widths: tuple[int, ...] = (64, 64, 128, 256, 512)
+    head_hidden: int = 512
+    embed_dim: int = 128
+    description: str = field(default="", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("video_widths", "audio_widths"):
+            if key in known:
+                known[key] = tuple(int(w) for w in known[key])
+        return cls(**known)
+
+
+class ProjectionHead(nn.Module):
+    """Linear-ReLU-Linear-ReLU-Linear with bias, no normalisation layer: ``(B, in) -> (B, out)``."""
+
+    def __init__(self, in_dim: int = 512, hidden: int = 512, out_dim: int = 128) -> None:
+        super().__init__()
+        self.projection = nn.Sequential(
+            nn.Linear(in_dim, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, out_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projection(x)
+
+
+class AVIDModel(nn.Module):
+    """Video encoder + audio encoder + one projection head per modality.
+
+    ``encode_video``: ``(B, 3, T, H, W)`` float, ImageNet-normalised -> ``(B, embed_dim)``.
+    ``encode_audio``: ``(B, 1, 200, 257)`` normalised log spectrogram -> ``(B, embed_dim)``.
+    Both outputs are L2-normalised. ``forward(video, audio)`` returns both, for training.
+
+    The model also carries the preprocessing it was trained with (``preprocess``) and the
+    per-frequency spectrogram statistics (``spectrogram_stats``), so a checkpoint alone rebuilds
+    the whole path from a media file to vectors.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        preprocess: PreprocessConfig | None = None,
+        spectrogram_stats: SpectrogramStats | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.preprocess = preprocess or PreprocessConfig()
+        self.spectrogram_stats = spectrogram_stats or SpectrogramStats.identity()
+        # Stamped on every vector by the service; set from the content hash when loaded.
+        self.model_version = f"{config.name}-untrained"
+        self.video_encoder = R2Plus1D18(config.video_widths)
+        self.audio_encoder = Conv2D10(config.audio_widths)
+        self.video_head = ProjectionHead(
+            self.video_encoder.out_dim, config.head_hidden, config.embed_dim
+        )
+        self.audio_head = ProjectionHead(
+            self.audio_encoder.out_dim, config.head_hidden, config.embed_dim
+        )
+
+    def encode_video(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.video_head(self.video_encoder(x)), dim=1)
+
+    def encode_audio(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.audio_head(self.audio_encoder(x)), dim=1)
+
+    def video_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Backbone feature maps per stage (``stem``, ``conv2x``..``conv5x``), for probes."""
+        return self.video_encoder.forward_features(x)
+
+    def audio_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Backbone feature maps per stage (``stem``, ``block1``..``block4``), for probes."""
+        return self.audio_encoder.forward_features(x)
+
+    def forward(
+        self, video: torch.Tensor, audio: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode_video(video), self.encode_audio(audio)

@@ -1,0 +1,63 @@
+"""Named model configurations: ``create_model(name)``, ``list_models()`` (timm-style registry)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from avid_model.features import PreprocessConfig
+from avid_model.model import AVIDModel, ModelConfig
+
+
+class UnknownModelError(ValueError):
+    """Raised for a model name that is not registered; the message lists the choices."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    config: ModelConfig
+    preprocess: PreprocessConfig
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(config: ModelConfig, preprocess: PreprocessConfig | None = None) -> None:
+    """Add a named configuration; a name can be registered once."""
+    if config.name in _REGISTRY:
+        raise ValueError(f"model {config.name!r} is already registered")
+    _REGISTRY[config.name] = ModelEntry(config, preprocess or PreprocessConfig())
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def model_entry(name: str) -> ModelEntry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        choices = ", ".join(list_models())
+        raise UnknownModelError(f"unknown model {name!r}; choose one of: {choices}") from None
+
+
+def create_model(name: str) -> AVIDModel:
+    """A freshly initialised model of a registered configuration, in training mode."""
+    entry = model_entry(name)
+    return AVIDModel(entry.config, entry.preprocess)
+
+
+register_model(
+    ModelConfig(
+        name="avid-r2p1d18",
+        description="The paper's model: R(2+1)D-18 video, Conv2D-10 audio, 21.3M parameters.",
+    )
+)
+register_model(
+    ModelConfig(
+        name="avid-tiny",
+        video_widths=(16, 16, 32, 64, 128),
+        audio_widths=(16, 16, 32, 64, 128),
+        head_hidden=128,
+        description="Same structure, 1/4 of the widths: for CPU tests, demos and small runs.",
+    )
+)

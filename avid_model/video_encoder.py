@@ -1,0 +1,95 @@
+"""R(2+1)D-18, the AVID variant (AVID_SPEC.md §1), not torchvision's ``r2plus1d_18``.
+
+Differences from torchvision: a full 3-D stem, a (2+1)D middle width equal to the block's
+output width, two factorised convolution pairs per block with the batch norm after the
+residual sum, a 1x1x1 shortcut without batch norm, and global max pooling.
+Module names follow the reference checkpoint layout so that importing one is a prefix rename.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+VIDEO_STAGES = ("conv2x", "conv3x", "conv4x", "conv5x")
+
+
+class R2Plus1DBlock(nn.Module):
+    """One residual block: two (spatial 1x3x3, temporal 3x1x1) pairs, BN after the sum.
+
+    Input ``(B, in, T, H, W)``; output ``(B, out, T/s, H/s, W/s)`` (ceil) for stride ``s``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.spt_conv1 = nn.Conv3d(
+            in_channels, out_channels, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False
+        )
+        self.spt_bn1 = nn.BatchNorm3d(out_channels)
+        self.tmp_conv1 = nn.Conv3d(
+            out_channels, out_channels, (3, 1, 1), (stride, 1, 1), (1, 0, 0), bias=False
+        )
+        self.tmp_bn1 = nn.BatchNorm3d(out_channels)
+        self.spt_conv2 = nn.Conv3d(out_channels, out_channels, (1, 3, 3), 1, (0, 1, 1), bias=False)
+        self.spt_bn2 = nn.BatchNorm3d(out_channels)
+        self.tmp_conv2 = nn.Conv3d(out_channels, out_channels, (3, 1, 1), 1, (1, 0, 0), bias=False)
+        self.out_bn = nn.BatchNorm3d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.res_conv: nn.Conv3d | None = None
+        if in_channels != out_channels or stride != 1:
+            self.res_conv = nn.Conv3d(in_channels, out_channels, 1, stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.res_conv is None else self.res_conv(x)
+        y = self.relu(self.spt_bn1(self.spt_conv1(x)))
+        y = self.relu(self.tmp_bn1(self.tmp_conv1(y)))
+        y = self.relu(self.spt_bn2(self.spt_conv2(y)))
+        y = self.tmp_conv2(y)
+        return self.relu(self.out_bn(y + shortcut))
+
+
+class R2Plus1D18(nn.Module):
+    """The AVID video encoder. Input ``(B, 3, T, H, W)``; output ``(B, widths[-1])``.
+
+    ``widths`` = (stem, conv2x, conv3x, conv4x, conv5x); the paper's model uses
+    (64, 64, 128, 256, 512), 15,379,136 parameters.
+    """
+
+    def __init__(self, widths: Sequence[int] = (64, 64, 128, 256, 512)) -> None:
+        super().__init__()
+        if len(widths) != 5:
+            raise ValueError(f"video widths need 5 entries (stem + 4 stages), got {len(widths)}")
+        stem = widths[0]
+        self.conv1 = nn.Sequential(
+            nn.Conv3d(3, stem, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False),
+            nn.BatchNorm3d(stem),
+            nn.ReLU(inplace=True),
+            nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+        )
+        channels = stem
+        stages: list[nn.Sequential] = []
+        for index, width in enumerate(widths[1:]):
+            stride = 1 if index == 0 else 2
+            stages.append(
+                nn.Sequential(R2Plus1DBlock(channels, width, stride), R2Plus1DBlock(width, width))
+            )
+            channels = width
+        self.conv2x, self.conv3x, self.conv4x, self.conv5x = stages
+        self.pool = nn.AdaptiveMaxPool3d(1)
+        self.out_dim = channels
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-stage feature maps: ``stem`` and ``conv2x``..``conv5x``, each ``(B, C, T, H, W)``."""
+        features = {"stem": self.conv1(x)}
+        y = features["stem"]
+        for name in VIDEO_STAGES:
+            y = getattr(self, name)(y)
+            features[name] = y
+        return features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv1(x)
+        y = self.conv5x(self.conv4x(self.conv3x(self.conv2x(y))))
+        return torch.flatten(self.pool(y), 1)

@@ -1,0 +1,108 @@
+"""Architecture facts of AVID_SPEC.md §1: parameter counts and every stage's shape."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from avid_model import create_model
+from avid_model.audio_encoder import Conv2D10
+from avid_model.model import ProjectionHead
+from avid_model.video_encoder import R2Plus1D18
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_video_encoder_parameter_counts_per_stage() -> None:
+    video = R2Plus1D18()
+    assert n_params(video) == 15_379_136
+    assert n_params(video.conv1) == 28_352
+    assert n_params(video.conv2x) == 197_632
+    assert n_params(video.conv3x) == 722_944
+    assert n_params(video.conv4x) == 2_887_680
+    assert n_params(video.conv5x) == 11_542_528
+
+
+def test_audio_head_and_whole_model_parameter_counts() -> None:
+    assert n_params(Conv2D10()) == 4_725_696
+    assert n_params(ProjectionHead()) == 590_976
+    model = create_model("avid-r2p1d18")
+    assert n_params(model.video_head) == 590_976
+    assert n_params(model.audio_head) == 590_976
+    assert n_params(model) == 21_286_784
+
+
+def test_no_convolution_has_a_bias() -> None:
+    model = create_model("avid-r2p1d18")
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Conv3d)]
+    assert len(convs) == 1 + 32 + 3 + 1 + 8  # video: stem, 8 blocks x 4, 3 shortcuts; audio
+    assert all(m.bias is None for m in convs)
+
+
+@torch.inference_mode()
+def test_video_stage_shapes_112() -> None:
+    video = R2Plus1D18().eval()
+    feats = video.forward_features(torch.randn(1, 3, 8, 112, 112))
+    assert feats["stem"].shape == (1, 64, 8, 28, 28)
+    assert feats["conv2x"].shape == (1, 64, 8, 28, 28)
+    assert feats["conv3x"].shape == (1, 128, 4, 14, 14)
+    assert feats["conv4x"].shape == (1, 256, 2, 7, 7)
+    assert feats["conv5x"].shape == (1, 512, 1, 4, 4)
+
+
+@torch.inference_mode()
+def test_video_conv5x_shape_224() -> None:
+    # The stem and first stages at 224 px cost ~4x the 112 px run; narrow widths keep the
+    # test fast while exercising the same strides and paddings.
+    video = R2Plus1D18((8, 8, 8, 8, 16)).eval()
+    feats = video.forward_features(torch.randn(1, 3, 8, 224, 224))
+    assert feats["conv5x"].shape == (1, 16, 1, 7, 7)
+
+
+@torch.inference_mode()
+def test_audio_stage_shapes() -> None:
+    audio = Conv2D10().eval()
+    feats = audio.forward_features(torch.randn(2, 1, 200, 257))
+    assert feats["stem"].shape == (2, 64, 100, 129)
+    assert feats["block1"].shape == (2, 64, 50, 65)
+    assert feats["block2"].shape == (2, 128, 25, 33)
+    assert feats["block3"].shape == (2, 256, 13, 17)
+    assert feats["block4"].shape == (2, 512, 13, 17)
+
+
+@torch.inference_mode()
+def test_pooling_is_global_max() -> None:
+    video = R2Plus1D18((8, 8, 8, 8, 16)).eval()
+    x = torch.randn(2, 3, 8, 64, 64)
+    expected = video.forward_features(x)["conv5x"].amax(dim=(2, 3, 4))
+    torch.testing.assert_close(video(x), expected)
+
+
+@pytest.mark.parametrize("name", ["avid-tiny", "avid-r2p1d18"])
+@torch.inference_mode()
+def test_embeddings_are_unit_128d(name: str) -> None:
+    model = create_model(name).eval()
+    v = model.encode_video(torch.randn(2, 3, 8, 112, 112))
+    a = model.encode_audio(torch.randn(2, 1, 200, 257))
+    assert v.shape == a.shape == (2, 128)
+    torch.testing.assert_close(v.norm(dim=1), torch.ones(2))
+    torch.testing.assert_close(a.norm(dim=1), torch.ones(2))
+
+
+def test_tiny_model_is_much_narrower_with_same_structure() -> None:
+    tiny = create_model("avid-tiny")
+    full = create_model("avid-r2p1d18")
+    assert n_params(tiny) < n_params(full) / 10
+    tiny_names = [n for n, _ in tiny.named_modules()]
+    full_names = [n for n, _ in full.named_modules()]
+    assert tiny_names == full_names
+
+
+def test_forward_returns_both_embeddings_and_backpropagates() -> None:
+    model = create_model("avid-tiny")
+    v, a = model(torch.randn(2, 3, 8, 64, 64), torch.randn(2, 1, 200, 257))
+    (v * a).sum().backward()
+    assert model.video_encoder.conv1[0].weight.grad is not None
+    assert model.audio_encoder.conv1[0].weight.grad is not None
