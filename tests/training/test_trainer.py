@@ -1,0 +1,129 @@
+"""The training loop for real, on a small AV-Digits set: runs, resumes exactly, stops on a
+non-finite loss, chains AVID -> CMA, trains the correspondence baseline, exports and evaluates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from avid_model import load_checkpoint
+from training.config import TrainConfig, build_config
+from training.evaluate import evaluate_features, extract_features
+from training.export import export_run
+from training.run_state import load_run_state
+from training.sources import load_records
+from training.trainer import NonFiniteLossError, train
+
+
+def small_config(manifest: Path, out: Path, *overrides: str) -> TrainConfig:
+    tree = {
+        "model": {"name": "avid-tiny", "crop_size": 32},
+        "data": {"manifest": str(manifest), "workers": 0, "stats_clips": 8},
+        "loss": {"negatives": 8},
+        "optim": {"batch_size": 4, "epochs": 2, "lr": 1e-3},
+        "run": {"out_dir": str(out), "device": "cpu", "progress": False, "log_every": 1},
+    }
+    return build_config(tree, overrides)
+
+
+def read_log(run: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_runs_logs_and_checkpoints(avdigits_small: Path, tmp_path: Path) -> None:
+    result = train(small_config(avdigits_small, tmp_path / "run"))
+    assert result.stopped == "completed"
+    assert result.epochs_done == 2
+    n_train = len(load_records(avdigits_small, "train"))
+    assert result.steps == 2 * (n_train // 4)
+    events = read_log(tmp_path / "run")
+    steps = [e for e in events if e["event"] == "step"]
+    assert len(steps) == result.steps
+    assert all({"loss", "v2a", "a2v", "z", "clips_per_s"} <= set(e) for e in steps)
+    # Z is estimated on the first batch and then stays fixed (the published recipe).
+    assert len({e["z"] for e in steps}) == 1
+    state = load_run_state(tmp_path / "run")
+    assert state["epoch"] == 2
+    assert state["memory"]["video"].shape == (n_train, 128)
+    torch.testing.assert_close(state["memory"]["video"].norm(dim=1), torch.ones(n_train))
+
+
+def test_resume_is_exact(avdigits_small: Path, tmp_path: Path) -> None:
+    straight = tmp_path / "straight"
+    train(small_config(avdigits_small, straight))
+    split = tmp_path / "split"
+    train(small_config(avdigits_small, split, "optim.epochs=1"))
+    result = train(small_config(avdigits_small, split))
+    assert result.epochs_done == 2
+    a, b = load_run_state(straight), load_run_state(split)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert torch.equal(a["memory"]["video"], b["memory"]["video"])
+    assert a["z"] == b["z"]
+
+
+def test_time_budget_stops_mid_epoch_and_resumes(avdigits_small: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = train(small_config(avdigits_small, run, "run.max_minutes=0.00001"))
+    assert first.stopped == "time budget"
+    assert first.steps == 1
+    assert load_run_state(run)["batches_done"] == 1
+    second = train(small_config(avdigits_small, run))
+    assert second.stopped == "completed"
+    straight = train(small_config(avdigits_small, tmp_path / "straight"))
+    assert second.steps == straight.steps
+    a, b = load_run_state(run), load_run_state(tmp_path / "straight")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_non_finite_loss_stops_clearly(avdigits_small: Path, tmp_path: Path) -> None:
+    with pytest.raises(NonFiniteLossError, match="loss became"):
+        train(small_config(avdigits_small, tmp_path / "run", "optim.lr=1e30", "optim.epochs=5"))
+    assert any(e["event"] == "stop" for e in read_log(tmp_path / "run"))
+
+
+def test_cma_starts_from_avid_and_baseline_trains(avdigits_small: Path, tmp_path: Path) -> None:
+    avid = tmp_path / "avid"
+    train(small_config(avdigits_small, avid, "optim.epochs=1"))
+    avid_z = load_run_state(avid)["z"]
+    cma = small_config(
+        avdigits_small,
+        tmp_path / "cma",
+        "loss.method=cma",
+        f"loss.cma.init_from={avid}",
+        "loss.cma.pos_k=2",
+        "loss.cma.within_negatives=4",
+        "loss.cma.resample_freq=1",
+    )
+    result = train(cma)
+    assert result.stopped == "completed"
+    events = read_log(tmp_path / "cma")
+    assert sum(e["event"] == "positives" for e in events) == 2  # every epoch
+    steps = [e for e in events if e["event"] == "step"]
+    assert {"inst_v2a", "pos_v2v", "pos_a2a"} <= set(steps[0])
+    assert steps[0]["z"] == pytest.approx(avid_z)  # Z carried over from AVID
+    positives = load_run_state(tmp_path / "cma")["memory"]["positive_set"]
+    assert positives.shape[1] == 2
+    avc = train(small_config(avdigits_small, tmp_path / "avc", "loss.method=avc"))
+    assert avc.stopped == "completed"
+    assert "avc_accuracy" in read_log(tmp_path / "avc")[-3]
+
+
+def test_export_and_evaluate(avdigits_small: Path, tmp_path: Path) -> None:
+    train(small_config(avdigits_small, tmp_path / "run", "optim.epochs=1"))
+    meta = export_run(tmp_path / "run", tmp_path / "ckpt")
+    assert meta["extra"]["method"] == "avid"
+    model = load_checkpoint(tmp_path / "ckpt")
+    assert model.preprocess.crop_size == 32
+    state = load_run_state(tmp_path / "run")
+    assert model.spectrogram_stats.to_dict() == state["spectrogram_stats"]
+    records = load_records(avdigits_small, None)
+    features = extract_features(model, records, workers=0)
+    assert features.video.shape == (len(records), 128)
+    assert features.stages["video/conv5x"].shape == (len(records), 128 * 4)
+    results = evaluate_features(features, features)
+    assert set(results["retrieval"]) == {"audio->video", "video->audio"}
+    assert 0.0 <= results["retrieval"]["audio->video"]["instance"]["R@1"] <= 1.0

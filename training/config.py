@@ -1,0 +1,158 @@
+"""Training run configuration: YAML files under ``configs/`` with ``--set key=value`` overrides.
+
+The configuration is a tree of frozen (pydantic) dataclasses: unknown keys and wrong types are
+errors that name the key. ``--set optim.lr=1e-4`` addresses nested fields with dots; values are
+parsed as YAML (``--set data.cache=true``, ``--set loss.cma.mode=union``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True, config=_STRICT)
+class DataConfig:
+    """Where the clips come from and how they are cut and augmented."""
+
+    manifest: str = ""  # manifest.jsonl / .csv, or a folder of videos
+    split: str = "train"  # manifest rows of this split (ignored for a plain folder)
+    clips_per_video: int = Field(default=1, ge=1)
+    max_desync: float = Field(default=0.5, ge=0.0)  # video start within [a - d, a + 2] s
+    augment: bool = True
+    cache: bool = False  # keep decoded clips in memory (small data sets)
+    workers: int = Field(default=2, ge=0)
+    stats_clips: int = Field(default=256, ge=1)  # clips used for spectrogram statistics
+
+
+@dataclass(frozen=True, config=_STRICT)
+class CMAConfig:
+    """AVID+CMA (AVID_SPEC §4): positive sets and the term weights."""
+
+    init_from: str = ""  # AVID run directory (or run checkpoint file) to start from
+    pos_k: int = Field(default=32, ge=1)
+    within_negatives: int = Field(default=64, ge=1)
+    mode: Literal["consensus", "union", "video", "audio"] = "consensus"
+    resample_freq: int = Field(default=5, ge=1)  # epochs between positive-set updates
+    instance_cross_coeff: float = Field(default=1.0, ge=0.0)
+    positive_within_coeff: float = Field(default=1.0, ge=0.0)
+    positive_cross_coeff: float = Field(default=0.0, ge=0.0)
+    instance_within_coeff: float = Field(default=0.0, ge=0.0)
+
+
+@dataclass(frozen=True, config=_STRICT)
+class LossConfig:
+    method: Literal["avid", "cma", "avc"] = "avid"
+    objective: Literal["nce", "infonce"] = "nce"
+    cross_coeff: float = Field(default=1.0, ge=0.0)  # Cross-AVID (1, 0); Joint (1, 1)
+    within_coeff: float = Field(default=0.0, ge=0.0)  # Self-AVID (0, 1)
+    temperature: float = Field(default=0.07, gt=0.0)
+    negatives: int = Field(default=1024, ge=1)
+    momentum: float = Field(default=0.5, ge=0.0, lt=1.0)  # memory update
+    # NCE only: re-estimate Z once after this many steps (0: the paper's first-batch Z only).
+    z_reestimate_step: int = Field(default=0, ge=0)
+    cma: CMAConfig = Field(default_factory=CMAConfig)
+
+
+@dataclass(frozen=True, config=_STRICT)
+class OptimConfig:
+    lr: float = Field(default=2e-4, gt=0.0)
+    weight_decay: float = Field(default=1e-5, ge=0.0)
+    batch_size: int = Field(default=256, ge=2)  # global, split across ranks
+    epochs: int = Field(default=30, ge=1)
+    grad_clip: float = Field(default=0.0, ge=0.0)  # 0: off
+
+
+@dataclass(frozen=True, config=_STRICT)
+class RunConfig:
+    out_dir: str = "runs/avid"
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda
+    bf16: bool = True  # autocast on CUDA (CPU training stays fp32)
+    channels_last: bool = True  # on CUDA
+    compile: bool = False
+    log_every: int = Field(default=10, ge=1)
+    tensorboard: bool = False
+    progress: bool = True
+    max_minutes: float = Field(default=0.0, ge=0.0)  # wall-clock budget; 0: none
+    resume: bool = True  # continue from out_dir/checkpoint.pt when it exists
+    threads: int = Field(default=0, ge=0)  # CPU threads; 0: torch's default
+
+
+@dataclass(frozen=True, config=_STRICT)
+class ModelSection:
+    name: str = "avid-tiny"
+    crop_size: int = Field(default=0, ge=0)  # 0: the registered configuration's
+
+
+@dataclass(frozen=True, config=_STRICT)
+class TrainConfig:
+    model: ModelSection = Field(default_factory=ModelSection)
+    data: DataConfig = Field(default_factory=DataConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+
+_ADAPTER = TypeAdapter(TrainConfig)
+
+
+def _apply_override(tree: dict[str, Any], assignment: str) -> None:
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {assignment!r} is not of the form key=value")
+    parts = key.strip().split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {assignment!r}: {part!r} is not a section")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {assignment!r}: value is not valid YAML: {exc}") from exc
+
+
+def build_config(tree: dict[str, Any], overrides: Sequence[str] = ()) -> TrainConfig:
+    """Validate a nested dict (plus ``key=value`` overrides) into a ``TrainConfig``."""
+    merged: dict[str, Any] = yaml.safe_load(yaml.safe_dump(tree)) or {}
+    for assignment in overrides:
+        _apply_override(merged, assignment)
+    try:
+        return _ADAPTER.validate_python(merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML run configuration and apply ``key=value`` overrides."""
+    source = Path(path)
+    try:
+        tree = yaml.safe_load(source.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {source}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from exc
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{source} must hold a mapping of sections, not {type(tree).__name__}")
+    return build_config(tree, overrides)
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    result: dict[str, Any] = _ADAPTER.dump_python(config, mode="json")
+    return result
