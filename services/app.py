@@ -1,0 +1,58 @@
+"""The FastAPI app (embedded mode: model, batcher, index and jobs in this one process).
+
+``create_app(settings)`` builds an app; nothing heavy happens at import or in ``create_app``:
+the model is loaded and the index opened in the lifespan. Without ``settings`` the lifespan
+takes them from the ``get_settings`` dependency (which tests may override).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from services.errors import install_exception_handlers
+from services.metrics import MetricsMiddleware, ServiceMetrics
+from services.request_guard import RequestGuardMiddleware
+from services.routes import embed, health, items, jobs, search
+from services.settings import Settings, get_settings
+from services.state import start_services
+
+API_DESCRIPTION = """\
+Audio-visual embeddings (AVID): video and audio encoders whose 128-d unit vectors share one
+space. Embed and store media, then search across modalities: a sound finds the videos it
+belongs to, a video the sounds that fit it. Errors are `{"error": {"code", "message"}}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resolved = settings
+        if resolved is None:
+            resolved = app.dependency_overrides.get(get_settings, get_settings)()
+        state = await run_in_threadpool(start_services, resolved, metrics)
+        app.state.services = state
+        try:
+            yield
+        finally:
+            app.state.services = None
+            await run_in_threadpool(state.close)
+
+    app = FastAPI(
+        title="AVID embedding service",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.services = None
+    install_exception_handlers(app)
+    app.add_middleware(RequestGuardMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    for module in (embed, search, items, jobs, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,58 @@
+"""FastAPI dependencies as ``Annotated`` aliases: settings, state, store, backend, jobs, auth."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from services.auth import check_bearer
+from services.embedding import EmbeddingBackend
+from services.errors import ApiError
+from services.index import IndexStore
+from services.jobs import JobRunner
+from services.settings import Settings
+from services.state import ServiceState
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState | None = getattr(request.app.state, "services", None)
+    if state is None:
+        raise ApiError(503, "unavailable", "the service is not started")
+    return state
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_app_settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+def get_store(state: StateDep) -> IndexStore:
+    return state.store
+
+
+def get_backend(state: StateDep) -> EmbeddingBackend:
+    return state.backend
+
+
+def get_jobs(state: StateDep) -> JobRunner:
+    return state.jobs
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+StoreDep = Annotated[IndexStore, Depends(get_store)]
+BackendDep = Annotated[EmbeddingBackend, Depends(get_backend)]
+JobsDep = Annotated[JobRunner, Depends(get_jobs)]
+
+
+def require_api_key(
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> None:
+    """Every route except the health probes and the docs depends on this."""
+    check_bearer(settings, authorization)
+
+
+Authenticated = Depends(require_api_key)

@@ -1,0 +1,42 @@
+"""The index store's exceptions: one family, so callers (the API's exception handlers, the
+Celery tasks) can catch ``IndexStoreError`` and map each subclass once."""
+
+from __future__ import annotations
+
+
+class IndexStoreError(Exception):
+    """Base class of every error the index store raises on purpose."""
+
+
+class ItemNotFound(IndexStoreError):
+    """No item with this id (never stored, or deleted)."""
+
+    def __init__(self, item_id: str) -> None:
+        super().__init__(f"item {item_id!r} not found")
+        self.item_id = item_id
+
+
+class ItemExists(IndexStoreError):
+    """An item with this id (or this content under this model version) already exists and
+    differs from the one being written."""
+
+
+class ModelVersionMismatch(IndexStoreError):
+    """Vectors from one embedding model met a store (or an item) of another: spaces never mix."""
+
+
+class BadVector(IndexStoreError):
+    """A vector array has the wrong shape or dimension, non-finite values, or a zero norm."""
+
+
+class BadItem(IndexStoreError):
+    """An item's fields are inconsistent (unknown kind, a video modality on an audio item,
+    windows that end before they start, metadata that is not a JSON object, ...)."""
+
+
+class WindowNotFound(IndexStoreError):
+    """The item has no windows of the requested modality, or none covering the requested time."""
+
+
+class StoreLocked(IndexStoreError):
+    """Another process holds this data directory's writer lock (the store has one writer)."""

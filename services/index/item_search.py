@@ -1,0 +1,82 @@
+"""Window-level FAISS results turned into one hit per item.
+
+An item's score is its best (query window, item window) inner product. For each query row
+FAISS is asked for more windows than ``k`` and, while a row has not yet produced ``k``
+distinct items, asked again for four times as many (up to every vector): an item in the true
+top ``k`` is necessarily among the top ``k`` distinct items of the query row that gives its
+best pair, so once each row has ``k`` distinct items (or has seen everything) the merged
+ranking is the one exact search over every pair would give (approximate indexes aside).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from services.index.faiss_index import ModalityIndex
+from services.index.metadata import MetadataDB, WindowRef
+from services.index.records import FloatArray, SearchHit
+
+_FIRST_FETCH_FACTOR = 4
+_GROWTH = 4
+
+
+def search_items(
+    index: ModalityIndex,
+    db: MetadataDB,
+    queries: FloatArray,
+    k: int,
+    exclude_item: str | None = None,
+) -> list[SearchHit]:
+    """The ``k`` best items for unit ``queries`` (n, dim), best first (ties by item id).
+
+    The caller holds the store's read lock so the index does not change underneath.
+    """
+    n_live = index.live_count
+    if k <= 0 or n_live == 0:
+        return []
+    fetch = min(n_live, max(_FIRST_FETCH_FACTOR * k, k + 16))
+    refs: dict[int, WindowRef] = {}
+    best: dict[str, tuple[float, int, int]] = {}  # item -> (score, row id, query row)
+    pending: list[int] = list(range(queries.shape[0]))
+    while pending:
+        scores, ids = index.search(np.ascontiguousarray(queries[pending]), fetch)
+        unseen = {int(i) for i in np.unique(ids) if i >= 0 and int(i) not in refs}
+        if unseen:
+            refs.update(db.window_refs(sorted(unseen)))
+        short: list[int] = []
+        for row, query_row in enumerate(pending):
+            distinct: set[str] = set()
+            for score, row_id in zip(scores[row], ids[row], strict=True):
+                ref = refs.get(int(row_id)) if row_id >= 0 else None
+                if ref is None or ref.item_id == exclude_item:
+                    continue  # padding, a row deleted meanwhile, or the excluded item
+                distinct.add(ref.item_id)
+                current = best.get(ref.item_id)
+                if current is None or score > current[0]:
+                    best[ref.item_id] = (float(score), int(row_id), query_row)
+            if len(distinct) < k and fetch < n_live:
+                short.append(query_row)
+        pending = short
+        fetch = min(n_live, fetch * _GROWTH)
+
+    ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:k]
+    summaries = db.item_summaries([item_id for item_id, _ in ranked])
+    hits: list[SearchHit] = []
+    for item_id, (score, row_id, query_row) in ranked:
+        summary = summaries.get(item_id)
+        if summary is None:
+            continue
+        ref = refs[row_id]
+        hits.append(
+            SearchHit(
+                item_id=item_id,
+                score=min(score, 1.0),  # unit vectors: anything above is rounding
+                start=ref.start,
+                end=ref.end,
+                window=ref.window,
+                query_window=query_row,
+                kind=summary.kind,
+                metadata=summary.metadata,
+            )
+        )
+    return hits

@@ -1,0 +1,61 @@
+"""Limits enforced on the raw request, before FastAPI parses a multipart body (it does so
+before any dependency runs): the API key (401), and the body size (413) — announced by
+``Content-Length`` (refused before reading) or counted while it streams (chunked uploads)."""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.auth import check_bearer
+from services.errors import ApiError, error_response
+from services.state import ServiceState
+
+MULTIPART_OVERHEAD = 1 << 20  # bytes allowed on top of the file for the form's other parts
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _too_large(max_upload_bytes: int, what: str) -> str:
+    return f"{what} is over the upload limit of {max_upload_bytes} bytes"
+
+
+class RequestGuardMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state: ServiceState | None = None
+        if scope["type"] == "http" and scope.get("method") in _BODY_METHODS:
+            state = getattr(scope["app"].state, "services", None)
+        if state is None:
+            await self.app(scope, receive, send)
+            return
+        settings = state.settings
+        limit = settings.max_upload_bytes + MULTIPART_OVERHEAD
+        headers = Headers(scope=scope)
+        try:
+            check_bearer(settings, headers.get("authorization"))
+            length = headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > limit:
+                message = _too_large(settings.max_upload_bytes, f"request body of {length} bytes")
+                raise ApiError(413, "too_large", message)
+        except ApiError as exc:
+            response = error_response(exc.status, exc.code, exc.message, exc.headers)
+            await response(scope, receive, send)
+            return
+
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # FastAPI re-raises an HTTPException met while parsing the body, so this
+                    # reaches the app's exception handler (a JSON 413).
+                    raise HTTPException(413, _too_large(settings.max_upload_bytes, "request body"))
+            return message
+
+        await self.app(scope, counting_receive, send)

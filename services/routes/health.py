@@ -1,0 +1,40 @@
+"""``/healthz`` (alive), ``/readyz`` (ready to serve), ``/metrics`` (Prometheus text)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from services.dependencies import Authenticated, StateDep
+from services.state import ServiceState
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "not ready (see checks)"}})
+def readyz(request: Request) -> JSONResponse:
+    """Model loaded and index open (and the broker reachable, where one is configured)."""
+    state: ServiceState | None = getattr(request.app.state, "services", None)
+    checks: dict[str, Any] = state.readiness_report() if state is not None else {"started": False}
+    ready = state is not None and all(checks.values())
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", dependencies=[Authenticated], response_class=Response)
+async def metrics(state: StateDep) -> Response:
+    """Prometheus text: requests, latency, batch sizes, queue depth, index sizes, jobs."""
+    text = await run_in_threadpool(
+        lambda: state.metrics.render(state.store.stats(), state.jobs.counts())
+    )
+    return Response(text, media_type=CONTENT_TYPE_LATEST)

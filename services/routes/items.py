@@ -1,0 +1,43 @@
+"""``GET /items``, ``GET /items/{item_id}``, ``DELETE /items/{item_id}``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from services.dependencies import Authenticated, StoreDep
+from services.index import ItemKind, ItemNotFound
+from services.schemas import ERROR_RESPONSES, ItemOut, ItemPage
+
+router = APIRouter(tags=["items"], dependencies=[Authenticated])
+
+
+@router.get("/items", response_model=ItemPage, responses=ERROR_RESPONSES)
+def list_items(
+    store: StoreDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    kind: ItemKind | None = None,
+) -> ItemPage:
+    """A page of stored items, oldest first."""
+    records, total = store.list_items(offset, limit, kind)
+    return ItemPage(items=[ItemOut.of(r) for r in records], total=total, offset=offset, limit=limit)
+
+
+@router.get("/items/{item_id}", response_model=ItemOut, responses=ERROR_RESPONSES)
+def get_item(item_id: str, store: StoreDep) -> ItemOut:
+    record = store.get(item_id)
+    if record is None:
+        raise ItemNotFound(item_id)
+    return ItemOut.of(record)
+
+
+@router.delete(
+    "/items/{item_id}", status_code=204, response_class=Response, responses=ERROR_RESPONSES
+)
+def delete_item(item_id: str, store: StoreDep) -> Response:
+    """Remove the item and its vectors from the index (its uploaded media file is kept)."""
+    if not store.delete(item_id):
+        raise ItemNotFound(item_id)
+    return Response(status_code=204)

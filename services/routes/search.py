@@ -1,0 +1,82 @@
+"""``GET /search`` (with a stored item) and ``POST /search`` (with an uploaded file)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+
+from services.dependencies import Authenticated, StateDep
+from services.errors import ApiError
+from services.index import Modality
+from services.query import search_by_file, search_by_item
+from services.schemas import ERROR_RESPONSES, SearchResults
+from services.uploads import save_upload
+
+router = APIRouter(tags=["search"], dependencies=[Authenticated])
+
+K = Annotated[int, Query(ge=1, le=1000, description="how many items to return")]
+At = Annotated[float | None, Query(ge=0, description="query with the window at this time (s) only")]
+
+
+@router.get("/search", response_model=SearchResults, responses=ERROR_RESPONSES)
+def search_stored(
+    state: StateDep,
+    audio: Annotated[
+        str | None, Query(description="item id: find videos whose pictures match its sound")
+    ] = None,
+    video: Annotated[
+        str | None, Query(description="item id: find sounds that fit its pictures")
+    ] = None,
+    k: K = 10,
+    at: At = None,
+) -> SearchResults:
+    """Cross-modal search with a stored item; the item itself is left out of the results."""
+    if (audio is None) == (video is None):
+        raise ApiError(422, "invalid_request", "give exactly one of 'audio' or 'video'")
+    item_id, modality = (audio, "audio") if audio is not None else (video, "video")
+    assert item_id is not None
+    query_modality: Modality = "audio" if modality == "audio" else "video"
+    return SearchResults.model_validate(search_by_item(state.store, item_id, query_modality, k, at))
+
+
+@router.post("/search", response_model=SearchResults, responses=ERROR_RESPONSES)
+def search_upload(
+    state: StateDep,
+    file: Annotated[UploadFile, File(description="the query: a sound or a video")],
+    target: Annotated[
+        Modality,
+        Form(
+            description="video: find videos matching the file's sound; "
+            "audio: find sounds fitting the file's pictures"
+        ),
+    ],
+    k: Annotated[int, Form(ge=1, le=1000)] = 10,
+    at: Annotated[float | None, Form(ge=0)] = None,
+) -> SearchResults:
+    """Embed the uploaded file (nothing is stored) and search the ``target`` index with it."""
+    settings = state.settings
+    upload = save_upload(
+        file.file,
+        file.filename,
+        settings.scratch_dir,
+        settings.max_upload_bytes,
+        unique_name=True,
+    )
+    try:
+        body = search_by_file(
+            upload.path,
+            upload.client_name,
+            target,
+            k,
+            at,
+            backend=state.backend,
+            store=state.store,
+            limits=state.limits,
+            max_seconds=max(settings.sync_max_seconds, settings.window_hop),
+        )
+    finally:
+        with contextlib.suppress(OSError):
+            upload.path.unlink()
+    return SearchResults.model_validate(body)

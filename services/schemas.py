@@ -1,0 +1,116 @@
+"""Response bodies of the HTTP API (pydantic models: validation and the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from services.index import ItemRecord
+
+Vector = list[float]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["no_stream"])
+    message: str = Field(examples=["clip.wav: no video stream; use /embed/audio"])
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class WindowOut(BaseModel):
+    start: float
+    end: float
+    video: Vector | None
+    audio: Vector | None
+
+
+class EmbedResult(BaseModel):
+    id: str | None = Field(description="the stored item's id (null with store=false)")
+    kind: Literal["video", "audio"]
+    duration: float
+    has_video: bool
+    has_audio: bool
+    model_version: str
+    video: Vector | None = Field(description="item-level video vector (128, unit norm)")
+    audio: Vector | None = Field(description="item-level audio vector; null without audio")
+    windows: list[WindowOut] | None = Field(None, description="per-window vectors if asked")
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status_url: str
+
+
+class JobOut(BaseModel):
+    id: str
+    state: Literal["queued", "running", "done", "failed"]
+    progress: float
+    created_at: float
+    updated_at: float
+    result: EmbedResult | None = None
+    error: ErrorDetail | None = None
+
+
+class SearchResult(BaseModel):
+    id: str
+    kind: Literal["video", "audio"]
+    score: float = Field(description="cosine similarity of the best-matching window pair")
+    start: float = Field(description="start (s) of the item's best-matching window")
+    end: float
+    metadata: dict[str, Any]
+
+
+class SearchResults(BaseModel):
+    results: list[SearchResult]
+
+
+class ItemOut(BaseModel):
+    id: str
+    kind: Literal["video", "audio"]
+    model_version: str
+    content_hash: str
+    duration: float
+    has_video: bool
+    has_audio: bool
+    n_video_windows: int
+    n_audio_windows: int
+    metadata: dict[str, Any]
+    created_at: float
+
+    @classmethod
+    def of(cls, record: ItemRecord) -> ItemOut:
+        return cls(
+            id=record.item_id,
+            kind=record.kind,
+            model_version=record.model_version,
+            content_hash=record.content_hash,
+            duration=record.duration,
+            has_video=record.has_video,
+            has_audio=record.has_audio,
+            n_video_windows=record.n_video_windows,
+            n_audio_windows=record.n_audio_windows,
+            metadata=record.metadata,
+            created_at=record.created_at,
+        )
+
+
+class ItemPage(BaseModel):
+    items: list[ItemOut]
+    total: int
+    offset: int
+    limit: int
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in (
+        (401, "missing or wrong API key"),
+        (404, "unknown item or job"),
+        (409, "conflicting id, or an item of another model version"),
+        (413, "upload, duration or resolution over a limit"),
+        (422, "bad parameters, or media that cannot be used"),
+    )
+}

@@ -1,0 +1,92 @@
+"""The service's settings: one pydantic-settings ``Settings`` read from ``AVID_*`` variables.
+
+``get_settings()`` is the one place the environment is read (cached). The app takes its
+settings from ``create_app(settings)``, or else from the ``get_settings`` dependency, which
+tests may override with ``app.dependency_overrides[get_settings]``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.index import IndexType
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "avid-tiny-avdigits"
+
+
+class StartupError(RuntimeError):
+    """A setting that makes the service unable to start (missing checkpoint, ...)."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the running service; each field is read from ``AVID_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="AVID_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    checkpoint: Path | None = Field(
+        default=None, description=f"checkpoint directory; default {DEFAULT_CHECKPOINT}"
+    )
+    data_dir: Path = Path("./avid-data")
+    broker_url: str | None = Field(default=None, description="None: embedded mode (one process)")
+    api_key: SecretStr | None = Field(default=None, description="None: no authentication")
+    max_upload_bytes: int = Field(default=256 * 1024**2, gt=0)
+    max_duration_s: float = Field(default=900.0, gt=0)
+    max_pixels: int = Field(default=3840 * 2160, gt=0)
+    window_hop: float = Field(default=1.0, gt=0, description="seconds between window starts")
+    batch_max_clips: int = Field(default=32, ge=1, description="clips per forward pass")
+    batch_max_wait_ms: float = Field(default=10.0, ge=0)
+    batching: bool = Field(default=True, description="False: one request per forward (benchmarks)")
+    sync_max_seconds: float = Field(
+        default=60.0, ge=0, description="longer files are embedded as a background job (202)"
+    )
+    job_workers: int = Field(default=2, ge=1, description="threads running background jobs")
+    index_type: IndexType = "flat"
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    snapshot_every: int | None = Field(
+        default=1000, ge=1, description="item changes between FAISS snapshots (None: on close only)"
+    )
+
+    @field_validator("api_key", "broker_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    def checkpoint_path(self) -> Path:
+        """The checkpoint to load; raises StartupError when it does not exist."""
+        path = self.checkpoint if self.checkpoint is not None else DEFAULT_CHECKPOINT
+        if not path.exists():
+            how = (
+                "set AVID_CHECKPOINT or pass --checkpoint"
+                if self.checkpoint is None
+                else "check AVID_CHECKPOINT / --checkpoint"
+            )
+            raise StartupError(f"no model checkpoint at {path}; {how}")
+        return path
+
+    @property
+    def media_dir(self) -> Path:
+        """Uploaded media kept for re-embedding (``<sha256><ext>``)."""
+        return self.data_dir / "media"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Uploads that are not kept (search queries, ``store=false``)."""
+        return self.data_dir / "tmp"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

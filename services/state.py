@@ -1,0 +1,93 @@
+"""What a running app holds: settings, embedding backend, index store, job runner, metrics.
+
+``start_services`` builds it in the lifespan (the model is loaded there, never at import);
+``ServiceState.close`` stops it in the right order (jobs, then the model, then the index).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+from avid_model.media import MediaLimits
+from services.embedding import EmbeddingBackend, LocalEmbeddingBackend, media_limits
+from services.errors import job_error
+from services.index import IndexStore, SnapshotPolicy
+from services.ingest import run_embed_job
+from services.jobs import JobRunner, ThreadJobRunner
+from services.metrics import ServiceMetrics
+from services.settings import Settings, StartupError
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], bool]
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    backend: EmbeddingBackend
+    store: IndexStore
+    jobs: JobRunner
+    metrics: ServiceMetrics
+    limits: MediaLimits
+    # name -> check; /readyz is 200 only when all pass. A broker-backed setup adds "broker".
+    readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
+
+    def readiness_report(self) -> dict[str, bool]:
+        report = {}
+        for name, check in self.readiness.items():
+            try:
+                report[name] = bool(check())
+            except Exception:
+                log.exception("readiness check %s failed", name)
+                report[name] = False
+        return report
+
+    def close(self) -> None:
+        for stop in (self.jobs.close, self.backend.close, self.store.close):
+            try:
+                stop()
+            except Exception:
+                log.exception("error while shutting down")
+
+
+def _store_is_open(store: IndexStore) -> bool:
+    store.count("video")  # raises once the store is closed
+    return True
+
+
+def start_services(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
+    """Load the model, open the index, start the batcher and the job threads."""
+    if settings.broker_url is not None:
+        raise StartupError(
+            "AVID_BROKER_URL is set but this service only runs in embedded mode so far; "
+            "unset it to embed in this process"
+        )
+    backend = LocalEmbeddingBackend.from_settings(settings, on_batch=metrics.observe_batch)
+    metrics.track_queue(lambda: backend.batcher.queue_depth)
+    try:
+        snapshots = SnapshotPolicy(every_changes=settings.snapshot_every)
+        store = IndexStore(
+            settings.index_dir,
+            model_version=backend.model_version,
+            index_type=settings.index_type,
+            snapshots=snapshots,
+        )
+    except BaseException:
+        backend.close()
+        raise
+    jobs = ThreadJobRunner(
+        partial(run_embed_job, backend=backend, store=store),
+        workers=settings.job_workers,
+        describe_error=job_error,
+    )
+    for directory in (settings.media_dir, settings.scratch_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    readiness: dict[str, ReadinessCheck] = {
+        "model": backend.is_ready,
+        "index": partial(_store_is_open, store),
+    }
+    return ServiceState(settings, backend, store, jobs, metrics, media_limits(settings), readiness)
