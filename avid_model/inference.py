@@ -117,10 +117,14 @@ class Embedder:
         outputs = []
         with torch.inference_mode():
             for chunk in x.split(self.settings.batch_size):
+                n = chunk.shape[0]
+                if self.settings.compile:  # one compiled graph per power-of-two batch size
+                    padded = min(1 << (n - 1).bit_length(), self.settings.batch_size)
+                    chunk = torch.cat([chunk, chunk[-1:].expand(padded - n, *chunk.shape[1:])])
                 chunk = chunk.to(device=self.device, dtype=self.dtype, non_blocking=True)
                 if self.settings.channels_last:
                     chunk = chunk.contiguous(memory_format=layout)
-                outputs.append(F.normalize(fn(chunk).float(), dim=1).cpu())
+                outputs.append(F.normalize(fn(chunk)[:n].float(), dim=1).cpu())
         return torch.cat(outputs)
 
     def embed_video(self, clips: torch.Tensor) -> torch.Tensor:

@@ -70,6 +70,7 @@ class LocalEmbeddingBackend:
         inference = InferenceSettings(
             device=settings.device,
             precision=settings.precision,
+            compile=settings.compile,
             batch_size=settings.batch_max_clips,
         )
         embedder = Embedder(model, inference)

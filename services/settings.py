@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     index_type: IndexType = "flat"
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the encoders (one graph per power-of-two batch size, each "
+        "compiled on first use: ~1 min on a 2-core CPU; see docs/benchmarks.md)",
+    )
     snapshot_every: int | None = Field(
         default=1000, ge=1, description="item changes between FAISS snapshots (None: on close only)"
     )

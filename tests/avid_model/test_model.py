@@ -106,3 +106,16 @@ def test_forward_returns_both_embeddings_and_backpropagates() -> None:
     (v * a).sum().backward()
     assert model.video_encoder.conv1[0].weight.grad is not None
     assert model.audio_encoder.conv1[0].weight.grad is not None
+
+
+@pytest.mark.slow  # torch.compile takes ~45 s on 2 cores
+def test_compiled_embedder_pads_to_buckets_and_matches_eager() -> None:
+    from avid_model.inference import Embedder, InferenceSettings
+
+    model = create_model("avid-tiny").eval()
+    settings = InferenceSettings(device="cpu", precision="fp32", compile=True, batch_size=4)
+    embedder = Embedder(model, settings)
+    x = torch.randn(3, 1, 200, 257)  # 3 clips run as a padded batch of 4
+    with torch.no_grad():
+        expected = model.encode_audio(x)
+    torch.testing.assert_close(embedder.embed_audio(x), expected, atol=1e-4, rtol=1e-4)
