@@ -26,11 +26,18 @@ from bench.common import markdown_table, time_per_call, write_json
 GPU_BF16_PEAK = {"H100 SXM": 989e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H200": 989e12}
 
 SETUPS: dict[str, InferenceSettings] = {
-    "fp32 channels-last": InferenceSettings(precision="fp32", channels_last=True),
-    "bf16": InferenceSettings(precision="bf16", channels_last=False),
-    "bf16 channels-last": InferenceSettings(precision="bf16", channels_last=True),
-    "bf16 channels-last compiled": InferenceSettings(
-        precision="bf16", channels_last=True, compile=True
+    "fp32 channels-last": InferenceSettings(
+        precision="fp32", channels_last=True, fuse_batchnorm=False
+    ),
+    "bf16": InferenceSettings(precision="bf16", channels_last=False, fuse_batchnorm=False),
+    "bf16 channels-last": InferenceSettings(
+        precision="bf16", channels_last=True, fuse_batchnorm=False
+    ),
+    "bf16 channels-last BN-folded (serving default)": InferenceSettings(
+        precision="bf16", channels_last=True, fuse_batchnorm=True
+    ),
+    "bf16 channels-last BN-folded compiled": InferenceSettings(
+        precision="bf16", channels_last=True, fuse_batchnorm=True, compile=True
     ),
 }
 
@@ -96,6 +103,7 @@ def main() -> None:
                     precision=settings.precision,
                     channels_last=settings.channels_last,
                     compile=settings.compile,
+                    fuse_batchnorm=settings.fuse_batchnorm,
                     batch_size=batch,
                 )
                 embedder = Embedder(model, settings)
