@@ -24,6 +24,7 @@ not use it, so checkpoints look the same). Terms whose coefficient is zero are n
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -301,6 +302,15 @@ class _MemoryLoss(nn.Module):
     def z_is_set(self) -> bool:
         return bool(self.z > 0)
 
+    def _with_z(
+        self, run: Callable[[Tensor | None], tuple[Tensor, dict[str, Tensor]]]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Run with the stored Z; on the first call estimate it (averaged across ranks)."""
+        if self.z_is_set:
+            return run(self.z)
+        loss, terms = run(None)
+        return run(self.z) if self._adopt_z(terms) else (loss, terms)
+
     def _adopt_z(self, terms: dict[str, Tensor]) -> bool:
         """Store the first-call estimate, averaged across ranks; True if it changed under DDP."""
         estimate = all_reduce_mean(terms["z"])
@@ -349,10 +359,7 @@ class AVIDLoss(_MemoryLoss):
                 objective=self.objective,
             )
 
-        if self.z_is_set:
-            return run(self.z)
-        loss, terms = run(None)
-        return run(self.z) if self._adopt_z(terms) else (loss, terms)
+        return self._with_z(run)
 
 
 class CMALoss(_MemoryLoss):
@@ -405,7 +412,4 @@ class CMALoss(_MemoryLoss):
                 **self.coeffs,
             )
 
-        if self.z_is_set:
-            return run(self.z)
-        loss, terms = run(None)
-        return run(self.z) if self._adopt_z(terms) else (loss, terms)
+        return self._with_z(run)
