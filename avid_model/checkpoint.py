@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from avid_model.features import PreprocessConfig, SpectrogramStats
 from avid_model.model import AVIDModel, ModelConfig
@@ -58,10 +60,12 @@ def content_hash(meta: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+@contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """A binary handle on ``path.tmp``; on success flushed, fsynced and renamed over ``path``."""
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("wb") as handle:
-        handle.write(data)
+        yield handle
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
@@ -78,11 +82,8 @@ def save_checkpoint(
     out = Path(dest)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    weights_tmp = out / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(weights_tmp), metadata={"format": FORMAT_NAME, "model": model.config.name})
-    with weights_tmp.open("rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(weights_tmp, out / WEIGHTS_FILE)
+    with atomic_writer(out / WEIGHTS_FILE) as handle:
+        handle.write(save(state, metadata={"format": FORMAT_NAME, "model": model.config.name}))
     meta: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -96,7 +97,8 @@ def save_checkpoint(
     meta["content_hash"] = content_hash(meta)
     meta["model_version"] = f"{model.config.name}-{meta['content_hash'][:12]}"
     meta["extra"] = extra or {}
-    _write_atomic(out / META_FILE, json.dumps(meta, indent=2).encode())
+    with atomic_writer(out / META_FILE) as handle:
+        handle.write(json.dumps(meta, indent=2).encode())
     return meta
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from avid_model.checkpoint import atomic_writer
+
 RUN_FORMAT = "avid-run"
 RUN_VERSION = 1
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -37,13 +39,9 @@ def restore_rng(state: dict[str, Any], sampler: torch.Generator) -> None:
 def save_run_state(run_dir: Path, state: dict[str, Any]) -> Path:
     """Atomically write ``checkpoint.pt`` (temp file, fsync, rename)."""
     path = run_dir / CHECKPOINT_FILE
-    tmp = path.with_name(path.name + ".tmp")
     payload = {"format": RUN_FORMAT, "version": RUN_VERSION, **state}
-    with tmp.open("wb") as handle:
+    with atomic_writer(path) as handle:
         torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
     return path
 
 
