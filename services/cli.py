@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from avid_model.cli import CommandError
+from services import reindex_cli
 from services.settings import Settings, StartupError, get_settings
 
 
@@ -27,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--data-dir", type=Path, help="index and media directory (AVID_DATA_DIR)")
     p.add_argument("--log-level", default="info", help="uvicorn log level")
     p.set_defaults(func=cmd_serve)
+    reindex_cli.register(subparsers)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
