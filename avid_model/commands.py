@@ -1,4 +1,4 @@
-"""The model library's own ``avid`` subcommands: models, info, embed, import-reference, demo."""
+"""The model library's own ``avid`` subcommands: models, info, embed, import-reference, sample."""
 
 from __future__ import annotations
 
@@ -51,11 +51,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=cmd_import_reference)
 
     p = subparsers.add_parser(
-        "demo", help="write a sample audio-visual file and embed it (the README's main job)"
+        "sample", help="write a sample audio-visual file and embed it window by window"
     )
     _add_model_options(p)
-    p.add_argument("--out", type=Path, default=Path("out/demo"), help="where the sample goes")
-    p.set_defaults(func=cmd_demo)
+    p.add_argument("--out", type=Path, default=Path("out/sample"), help="where the sample goes")
+    p.set_defaults(func=cmd_sample)
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -174,7 +174,7 @@ def cmd_import_reference(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_demo_sample(path: Path, seconds: float = 4.0) -> None:
+def write_sample(path: Path, seconds: float = 4.0) -> None:
     """A moving square whose brightness follows a beeping tone (25 fps, 44.1 kHz stereo)."""
     fps, rate, size = 25, 44_100, (120, 160)
     t_video = np.arange(int(seconds * fps)) / fps
@@ -190,10 +190,10 @@ def write_demo_sample(path: Path, seconds: float = 4.0) -> None:
     write_media(path, video=frames, fps=fps, audio=np.stack([tone, 0.8 * tone]), sample_rate=rate)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_sample(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     sample = args.out / "sample.mp4"
-    write_demo_sample(sample)
+    write_sample(sample)
     print(f"wrote sample {sample} (4 s, 160x120 at 25 fps, h264 + AAC 44.1 kHz stereo)")
     embedder = _embedder(args)
     print(f"device {embedder.device}, precision {str(embedder.dtype).removeprefix('torch.')}")

@@ -61,7 +61,8 @@ _VIDEO_CHUNK = 16  # target frames per internal batch in decode_video
 class MediaWindow:
     """One serving window: video (clip_frames, H, W, 3) uint8, audio (audio_samples,) float32.
 
-    `video`/`audio` are None when the file has no such stream. `end` = start + audio length.
+    `video`/`audio` are None when the file has no such stream. `end` = start + audio length,
+    or the file's end when that comes first (the audio past it is zero padding).
     """
 
     index: int
@@ -513,7 +514,7 @@ def iter_windows(
         yield MediaWindow(
             index=i,
             start=s,
-            end=s + preprocess.audio_seconds,
+            end=min(s + preprocess.audio_seconds, max(info.duration, s)),
             video=torch.from_numpy(video) if video is not None else None,
             audio=torch.from_numpy(audio) if audio is not None else None,
         )
