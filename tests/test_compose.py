@@ -1,0 +1,240 @@
+"""The Docker stack's structure: docker-compose.yml and docker/*.Dockerfile, read as files (no
+Docker engine runs where the tests do, so nothing is built or started here).
+
+What the images weigh (not checked here, see the Dockerfiles): the API image is about 5 GB and
+the worker image about 8 GB, because uv.lock pins torch 2.11.0+cu130, whose CUDA wheels
+(~2.7 GB) torch cannot be imported without; a CPU-only API image would need a second
+resolution with the CPU torch wheel, which one lock cannot give.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.util
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str  # upper case: FROM, RUN, COPY, USER, ...
+    args: str
+
+
+def dockerfile_stages(path: Path) -> list[list[Instruction]]:
+    """The instructions of each stage (continuation lines joined, comments dropped), with
+    ``${ARG}`` in FROM lines replaced by the global ARG defaults."""
+    logical: list[str] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue  # a comment inside a continued instruction
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    global_args: dict[str, str] = {}
+    stages: list[list[Instruction]] = []
+    for line in logical:
+        keyword, _, args = line.partition(" ")
+        instruction = Instruction(keyword.upper(), args.strip())
+        if instruction.keyword == "ARG" and not stages and "=" in instruction.args:
+            name, _, default = instruction.args.partition("=")
+            global_args[name] = default
+        if instruction.keyword == "FROM":
+            resolved = re.sub(r"\$\{(\w+)\}", lambda m: global_args[m.group(1)], instruction.args)
+            stages.append([Instruction("FROM", resolved)])
+        elif stages:
+            stages[-1].append(instruction)
+    return stages
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return loaded
+
+
+def service(name: str) -> dict[str, Any]:
+    found: dict[str, Any] = compose()["services"][name]
+    return found
+
+
+def volume_mounts(svc: dict[str, Any]) -> dict[str, str]:
+    """target path -> source (a named volume or a host path) of the service's volumes."""
+    mounts: dict[str, str] = {}
+    for volume in svc.get("volumes", []):
+        if isinstance(volume, dict):
+            mounts[volume["target"]] = volume["source"]
+        else:
+            source, target = volume.split(":")[:2]
+            mounts[target] = source
+    return mounts
+
+
+def dockerfile_of(name: str) -> Path:
+    build = service(name)["build"]
+    return (COMPOSE.parent / build["context"] / build["dockerfile"]).resolve()
+
+
+def final_stage(name: str) -> list[Instruction]:
+    return dockerfile_stages(dockerfile_of(name))[-1]
+
+
+def base_image(stage: list[Instruction]) -> str:
+    return stage[0].args.split()[0]
+
+
+def test_compose_runs_redis_the_api_and_a_gpu_worker() -> None:
+    services = compose()["services"]
+    assert set(services) == {"redis", "api", "worker"}
+    for name, svc in services.items():
+        test = svc["healthcheck"]["test"]
+        assert test[0] in {"CMD", "CMD-SHELL"}, name
+        assert len(test) > 1, name
+    for name in ("api", "worker"):
+        depends = services[name]["depends_on"]
+        assert depends["redis"]["condition"] == "service_healthy", name
+    assert services["api"]["command"] == ["avid", "serve", "--host", "0.0.0.0"]
+    assert "/healthz" in " ".join(services["api"]["healthcheck"]["test"])
+    assert services["worker"]["command"][:2] == ["avid", "worker"]
+
+    devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
+    assert "deploy" not in services["api"]  # the API needs no GPU
+
+
+def test_api_and_worker_share_the_data_volume_at_avid_data_dir() -> None:
+    named = set(compose()["volumes"])
+    data_dirs = {}
+    for name in ("api", "worker"):
+        svc = service(name)
+        data_dir = svc["environment"]["AVID_DATA_DIR"]
+        assert volume_mounts(svc)[data_dir] in named, name
+        data_dirs[name] = (data_dir, volume_mounts(svc)[data_dir])
+    assert data_dirs["api"] == data_dirs["worker"]  # same volume, same path in both
+
+
+def test_broker_is_the_redis_service_with_persistence_on() -> None:
+    for name in ("api", "worker"):
+        url = urlsplit(service(name)["environment"]["AVID_BROKER_URL"])
+        assert (url.scheme, url.hostname, url.port) == ("redis", "redis", 6379), name
+    redis = service("redis")
+    command = redis["command"]
+    words = command if isinstance(command, list) else command.split()
+    assert words[words.index("--appendonly") + 1] == "yes"
+    assert volume_mounts(redis)["/data"] in set(compose()["volumes"])
+
+
+def test_images_build_from_existing_dockerfiles_and_the_lock() -> None:
+    for name in ("api", "worker"):
+        build = service(name)["build"]
+        assert (COMPOSE.parent / build["context"]).resolve() == ROOT
+        stages = dockerfile_stages(dockerfile_of(name))
+        assert len(stages) >= 2, f"{name}: multi-stage build expected"
+        runs = [i.args for stage in stages for i in stage if i.keyword == "RUN"]
+        syncs = [r for r in runs if "uv sync" in r]
+        assert syncs, name
+        for command in syncs:
+            assert "--locked" in command, command
+            assert "--no-dev" in command, command
+        assert not any("pip install" in r for r in runs), name
+        lock_inputs = [i for s in stages for i in s if i.keyword in {"RUN", "COPY"}]
+        assert any("uv.lock" in i.args for i in lock_inputs), name
+
+
+def test_images_run_as_the_same_non_root_user_with_a_healthcheck() -> None:
+    users = {}
+    for name in ("api", "worker"):
+        stage = final_stage(name)
+        user_lines = [i.args for i in stage if i.keyword == "USER"]
+        assert user_lines, f"{name}: no USER in the final stage"
+        user = user_lines[-1].split(":")[0]
+        assert user not in {"root", "0"}, name
+        users[name] = user
+        assert any(i.keyword == "HEALTHCHECK" for i in stage), name
+        assert not any(i.keyword == "COPY" and "uv" in i.args.split()[-1] for i in stage)
+    assert users["api"] == users["worker"]  # one owner for the shared volume's files
+
+
+def test_base_images_match_the_locked_torch() -> None:
+    assert base_image(final_stage("api")) == "python:3.11-slim"
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    versions = {p["name"]: p["version"] for p in lock["package"]}
+    assert versions["torch"] == "2.11.0"
+    cuda = re.fullmatch(
+        r"nvidia/cuda:(\d+\.\d+)\.\d+-runtime-ubuntu[\d.]+", base_image(final_stage("worker"))
+    )
+    assert cuda is not None, base_image(final_stage("worker"))
+    locked_cuda = ".".join(versions["cuda-toolkit"].split(".")[:2])
+    assert cuda.group(1) == locked_cuda == "13.0"
+
+
+def dockerignore_allows(relative: str) -> bool:
+    """Whether the build context keeps ``relative`` (the last matching pattern wins)."""
+    kept = True
+    parts = relative.split("/")
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate, pattern = line.startswith("!"), line.lstrip("!").rstrip("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(fnmatch.fnmatch(p, pattern) for p in prefixes):
+            kept = negate
+    return kept
+
+
+def test_build_context_holds_what_the_dockerfiles_copy() -> None:
+    assert not dockerignore_allows(".venv/bin/python")
+    assert not dockerignore_allows("runs/x/log.jsonl")
+    for name in ("api", "worker"):
+        for stage in dockerfile_stages(dockerfile_of(name)):
+            for instruction in stage:
+                words = instruction.args.split()
+                if instruction.keyword != "COPY" or any(w.startswith("--from") for w in words):
+                    continue
+                for source in words[:-1]:
+                    assert (ROOT / source).exists(), source
+                    assert dockerignore_allows(source.rstrip("/")), source
+
+
+def load_healthcheck() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "worker_healthcheck", ROOT / "docker" / "worker_healthcheck.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_worker_healthcheck_fails_without_a_broker(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("AVID_BROKER_URL", raising=False)
+    assert load_healthcheck().main([]) == 1
+    assert "AVID_BROKER_URL is not set" in capsys.readouterr().err
+
+
+@pytest.mark.redis
+def test_worker_healthcheck_ignores_other_hosts_workers() -> None:
+    answered = load_healthcheck().ping_own_worker(
+        "redis://127.0.0.1:6379/15", "no-such-container", 0.3
+    )
+    assert answered == []
