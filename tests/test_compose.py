@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,7 +235,9 @@ def test_worker_healthcheck_fails_without_a_broker(
 
 @pytest.mark.redis
 def test_worker_healthcheck_ignores_other_hosts_workers() -> None:
-    answered = load_healthcheck().ping_own_worker(
-        "redis://127.0.0.1:6379/15", "no-such-container", 0.3
-    )
-    assert answered == []
+    url = "redis://127.0.0.1:6379/15"  # a ping leaves only kombu binding keys there
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        pytest.skip("no Redis server on 127.0.0.1:6379")
+    assert load_healthcheck().ping_own_worker(url, "no-such-container", 0.3) == []
