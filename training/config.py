@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic.dataclasses import dataclass
 
 _STRICT = ConfigDict(extra="forbid")
@@ -31,9 +31,19 @@ class DataConfig:
     clips_per_video: int = Field(default=1, ge=1)
     max_desync: float = Field(default=0.5, ge=0.0)  # video start within [a - d, a + 2] s
     augment: bool = True
+    # "msc+color" ranges (AVID_SPEC §2 defaults); ignored when augment is false.
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    flip_p: float = Field(default=0.5, ge=0.0, le=1.0)
     cache: bool = False  # keep decoded clips in memory (small data sets)
     workers: int = Field(default=2, ge=0)
     stats_clips: int = Field(default=256, ge=1)  # clips used for spectrogram statistics
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _scale_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 < value[0] <= value[1] <= 1.0:
+            raise ValueError(f"must satisfy 0 < low <= high <= 1, got {value}")
+        return value
 
 
 @dataclass(frozen=True, config=_STRICT)

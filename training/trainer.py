@@ -53,6 +53,13 @@ NO_AUGMENT = AugmentConfig(
 )
 
 
+def _augment_config(config: TrainConfig) -> AugmentConfig:
+    data = config.data
+    if not data.augment:
+        return NO_AUGMENT
+    return replace(AugmentConfig(), crop_scale=data.crop_scale, flip_p=data.flip_p)
+
+
 class NonFiniteLossError(RuntimeError):
     """Training stopped: the loss became NaN or infinite (the last checkpoint is kept)."""
 
@@ -192,7 +199,7 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
         max_desync=config.data.max_desync,
         cache=config.data.cache,
         seed=config.run.seed,
-        augment=None if config.data.augment else NO_AUGMENT,
+        augment=_augment_config(config),
     )
     if config.data.cache:
         dataset.fill_cache(workers=config.data.workers)

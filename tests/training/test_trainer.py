@@ -127,3 +127,16 @@ def test_export_and_evaluate(avdigits_small: Path, tmp_path: Path) -> None:
     results = evaluate_features(features, features)
     assert set(results["retrieval"]) == {"audio->video", "video->audio"}
     assert 0.0 <= results["retrieval"]["audio->video"]["instance"]["R@1"] <= 1.0
+
+
+def test_augmentation_ranges_come_from_the_config(tmp_path: Path) -> None:
+    from training.config import ConfigError
+    from training.trainer import _augment_config
+
+    config = small_config(tmp_path, tmp_path, "data.crop_scale=[0.4, 1.0]", "data.flip_p=0")
+    augment = _augment_config(config)
+    assert (augment.crop_scale, augment.flip_p) == ((0.4, 1.0), 0.0)
+    assert augment.brightness == 0.4  # the spec's colour jitter stays
+    assert _augment_config(small_config(tmp_path, tmp_path)).crop_scale == (0.08, 1.0)
+    with pytest.raises(ConfigError, match="crop_scale"):
+        small_config(tmp_path, tmp_path, "data.crop_scale=[0.9, 0.4]")
