@@ -1,4 +1,4 @@
-"""``avid serve``: run the embedding service (embedded mode) with uvicorn.
+"""``avid serve``: run the embedding service with uvicorn (``avid worker``: ``worker_cli``).
 
 Registered in the ``avid.commands`` entry-point group as ``services.cli:register``.
 """
@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from avid_model.cli import CommandError
-from services import reindex_cli
+from services import reindex_cli, worker_cli
 from services.settings import Settings, StartupError, get_settings
 
 
@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--log-level", default="info", help="uvicorn log level")
     p.set_defaults(func=cmd_serve)
     reindex_cli.register(subparsers)
+    worker_cli.register(subparsers)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

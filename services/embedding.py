@@ -1,8 +1,9 @@
 """The embedding backend: media file -> per-window vectors.
 
-``EmbeddingBackend`` is what the API depends on; ``LocalEmbeddingBackend`` (embedded mode)
-decodes in the calling thread and runs the model through one ``BatchingEmbedder`` shared by
-every request, so windows of concurrent uploads meet in the same forward pass.
+``EmbeddingBackend`` is what the API depends on; ``LocalEmbeddingBackend`` (embedded mode, and
+inside each ``avid worker``) decodes in the calling thread and runs the model through one
+``BatchingEmbedder`` shared by every request, so windows of concurrent uploads meet in the same
+forward pass. ``services.celery_backend.CeleryEmbeddingBackend`` is the distributed mode's.
 """
 
 from __future__ import annotations
@@ -23,6 +24,15 @@ from services.settings import Settings
 ALL_MODALITIES: frozenset[Modality] = frozenset({"video", "audio"})
 
 
+class BackendUnavailable(RuntimeError):
+    """The backend cannot embed now: the broker is down, no worker answered in time, or the
+    workers run another model. ``code`` is the API's error code (HTTP 503)."""
+
+    def __init__(self, message: str, code: str = "unavailable") -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class EmbeddingBackend(Protocol):
     model_version: str
 
@@ -34,7 +44,8 @@ class EmbeddingBackend(Protocol):
     ) -> FileEmbedding:
         """Per-window vectors of ``path`` for the wanted ``modalities`` (others are None).
 
-        Raises the ``MediaError`` family for media that cannot be used."""
+        Raises the ``MediaError`` family for media that cannot be used, and
+        ``BackendUnavailable`` when the file cannot be embedded now."""
         ...
 
     def is_ready(self) -> bool: ...

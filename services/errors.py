@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from avid_model.errors import MediaError
 from services.batcher import BatcherClosed
+from services.embedding import BackendUnavailable
 from services.index import (
     BadItem,
     IndexStoreError,
@@ -65,6 +66,8 @@ def describe(exc: Exception) -> tuple[int, str, str]:
         return 422, "bad_item", str(exc)
     if isinstance(exc, BatcherClosed):
         return 503, "unavailable", "the service is shutting down"
+    if isinstance(exc, BackendUnavailable):
+        return 503, exc.code, str(exc)
     if isinstance(exc, IndexStoreError):
         return 500, "index_error", str(exc)
     return 500, "internal", "internal server error"
@@ -119,5 +122,14 @@ async def _on_known(request: Request, exc: Exception) -> JSONResponse:
 def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
-    for known in (ApiError, MediaError, IndexStoreError, JobNotFound, BatcherClosed, Exception):
+    known_errors: tuple[type[Exception], ...] = (
+        ApiError,
+        MediaError,
+        IndexStoreError,
+        JobNotFound,
+        BatcherClosed,
+        BackendUnavailable,
+        Exception,
+    )
+    for known in known_errors:
         app.add_exception_handler(known, _on_known)

@@ -53,6 +53,15 @@ class ServiceMetrics:
     def track_queue(self, depth: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)
 
+    def track_broker_queue(self, depth: Callable[[], float]) -> None:
+        """The distributed mode's queue: tasks waiting in the broker for a worker."""
+        gauge = Gauge(
+            "avid_broker_queue_tasks",
+            "embedding tasks waiting in the broker for a worker (NaN: broker unreachable)",
+            registry=self.registry,
+        )
+        gauge.set_function(depth)
+
     def render(self, index_stats: Mapping[str, Any], job_counts: Mapping[JobState, int]) -> bytes:
         """The Prometheus text exposition, with the index and job gauges refreshed."""
         for modality, stats in index_stats.get("modalities", {}).items():

@@ -35,7 +35,24 @@ class Settings(BaseSettings):
         default=None, description=f"checkpoint directory; default {DEFAULT_CHECKPOINT}"
     )
     data_dir: Path = Path("./avid-data")
-    broker_url: str | None = Field(default=None, description="None: embedded mode (one process)")
+    broker_url: str | None = Field(
+        default=None, description="redis://... : inference runs on `avid worker`s; None: embedded"
+    )
+    result_backend: str | None = Field(
+        default=None, description="where workers put task results; None: the broker's Redis"
+    )
+    task_timeout_s: float = Field(
+        default=1800.0, gt=0, description="how long the API waits for a worker to embed one file"
+    )
+    broker_visibility_timeout_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="a task not acknowledged this long (its worker died) is delivered again; "
+        "keep it above the longest embedding",
+    )
+    worker_concurrency: int = Field(
+        default=2, ge=1, description="tasks one `avid worker` runs at once (threads, one model)"
+    )
     api_key: SecretStr | None = Field(default=None, description="None: no authentication")
     max_upload_bytes: int = Field(default=256 * 1024**2, gt=0)
     max_duration_s: float = Field(default=900.0, gt=0)
@@ -60,7 +77,7 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="item changes between FAISS snapshots (None: on close only)"
     )
 
-    @field_validator("api_key", "broker_url", mode="before")
+    @field_validator("api_key", "broker_url", "result_backend", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -1,6 +1,7 @@
 """What a running app holds: settings, embedding backend, index store, job runner, metrics.
 
-``start_services`` builds it in the lifespan (the model is loaded there, never at import);
+``start_services`` builds it in the lifespan (the model is loaded there, never at import; with
+``AVID_BROKER_URL`` set, Celery workers hold the model and /readyz also checks the broker);
 ``ServiceState.close`` stops it in the right order (jobs, then the model, then the index).
 """
 
@@ -12,13 +13,14 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from avid_model.media import MediaLimits
+from services.celery_backend import CeleryEmbeddingBackend
 from services.embedding import EmbeddingBackend, LocalEmbeddingBackend, media_limits
 from services.errors import job_error
 from services.index import IndexStore, SnapshotPolicy
 from services.ingest import run_embed_job
 from services.jobs import JobRunner, ThreadJobRunner
 from services.metrics import ServiceMetrics
-from services.settings import Settings, StartupError
+from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +61,24 @@ def _store_is_open(store: IndexStore) -> bool:
     return True
 
 
+def _start_backend(
+    settings: Settings, metrics: ServiceMetrics
+) -> tuple[EmbeddingBackend, dict[str, ReadinessCheck]]:
+    """The model in this process (embedded mode), or the Celery workers' (``broker_url``),
+    and the readiness checks that come with it besides the backend's own ``is_ready``."""
+    if settings.broker_url is None:
+        local = LocalEmbeddingBackend.from_settings(settings, on_batch=metrics.observe_batch)
+        metrics.track_queue(lambda: local.batcher.queue_depth)
+        return local, {}
+    remote = CeleryEmbeddingBackend.from_settings(settings)
+    metrics.track_broker_queue(remote.queue_depth)
+    log.info("embedding through Celery workers, model %s", remote.model_version)
+    return remote, {"broker": remote.broker_is_reachable}
+
+
 def start_services(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
-    """Load the model, open the index, start the batcher and the job threads."""
-    if settings.broker_url is not None:
-        raise StartupError(
-            "AVID_BROKER_URL is set but this service only runs in embedded mode so far; "
-            "unset it to embed in this process"
-        )
-    backend = LocalEmbeddingBackend.from_settings(settings, on_batch=metrics.observe_batch)
-    metrics.track_queue(lambda: backend.batcher.queue_depth)
+    """Load the model (or reach the workers), open the index, start the job threads."""
+    backend, backend_checks = _start_backend(settings, metrics)
     try:
         snapshots = SnapshotPolicy(every_changes=settings.snapshot_every)
         store = IndexStore(
@@ -89,5 +100,6 @@ def start_services(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
     readiness: dict[str, ReadinessCheck] = {
         "model": backend.is_ready,
         "index": partial(_store_is_open, store),
+        **backend_checks,
     }
     return ServiceState(settings, backend, store, jobs, metrics, media_limits(settings), readiness)

@@ -1,0 +1,218 @@
+"""``CeleryEmbeddingBackend``: the API's ``EmbeddingBackend`` in the distributed mode.
+
+The API keeps everything but the model: it saves uploads to the shared data directory,
+probes them, owns the index (the one writer) and the background jobs. To embed, it sends an
+``embed_media`` task with the file's path (never its bytes), waits for the result (at most
+``task_timeout_s``), and rebuilds the ``FileEmbedding``. It never loads the weights: the
+model version comes from the checkpoint's ``avid.json``, and a result made by a worker of
+another model is refused (``BackendUnavailable``, code ``worker_model_mismatch``), so one
+index never mixes embedding spaces. A worker's ``MediaError`` is raised here again with the
+same class and message, so the API answers exactly as in the embedded mode.
+
+``BrokerProbe`` answers ``/readyz`` ("broker": a Redis ping with a short timeout) and
+``/metrics`` (queue depth: the length of the task list in Redis).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import Celery, states
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from kombu.exceptions import OperationalError
+
+from avid_model.checkpoint import CheckpointError, read_metadata
+from avid_model.inference import FileEmbedding
+from avid_model.media import MediaLimits
+from services.celery_app import create_celery_app
+from services.embedding import ALL_MODALITIES, BackendUnavailable, media_limits
+from services.index import Modality
+from services.jobs import Progress
+from services.settings import Settings, StartupError
+from services.task_messages import (
+    EMBED_QUEUE,
+    EMBED_TASK,
+    PROGRESS_STATE,
+    RemoteMediaError,
+    decode_embedding,
+    embed_task_kwargs,
+    shared_relative_path,
+)
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 1.0
+# Redis not answering, as Celery reports it: kombu's and redis-py's errors, and the
+# RuntimeError of Celery's result consumer when it gives up reconnecting (the consumer
+# reconnects on the next call).
+REDIS_DOWN: tuple[type[Exception], ...] = (OperationalError, redis.RedisError, RuntimeError)
+
+
+class BrokerProbe:
+    """Cheap questions to the broker's Redis (and the result store's, when it is another)."""
+
+    def __init__(self, urls: list[str], queue: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+        self.queue = queue
+        self._clients = [
+            redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+            for url in dict.fromkeys(urls)
+        ]
+
+    def is_reachable(self) -> bool:
+        try:
+            return all(client.ping() for client in self._clients)
+        except (redis.RedisError, OSError):
+            return False
+
+    def queue_depth(self) -> float:
+        """Tasks waiting for a worker (taken ones not counted); NaN when Redis does not answer."""
+        try:
+            return float(self._clients[0].llen(self.queue))
+        except (redis.RedisError, OSError):
+            return math.nan
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
+
+
+class CeleryEmbeddingBackend:
+    """Embeds through ``avid worker`` processes (see the module doc)."""
+
+    def __init__(
+        self,
+        app: Celery,
+        *,
+        model_version: str,
+        data_dir: Path,
+        hop: float,
+        limits: MediaLimits,
+        timeout_s: float,
+        probe: BrokerProbe,
+    ) -> None:
+        self.app = app
+        self.model_version = model_version
+        self.data_dir = data_dir
+        self.hop = hop
+        self.limits = limits
+        self.timeout_s = timeout_s
+        self.probe = probe
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CeleryEmbeddingBackend:
+        """Read the model version from the checkpoint's metadata (no weights) and connect."""
+        checkpoint = settings.checkpoint_path()
+        try:
+            model_version = str(read_metadata(checkpoint)["model_version"])
+        except CheckpointError as exc:
+            raise StartupError(str(exc)) from exc
+        app = create_celery_app(settings)
+        broker = str(app.conf.broker_url)
+        probe = BrokerProbe([broker, str(app.conf.result_backend)], EMBED_QUEUE)
+        return cls(
+            app,
+            model_version=model_version,
+            data_dir=settings.data_dir,
+            hop=settings.window_hop,
+            limits=media_limits(settings),
+            timeout_s=settings.task_timeout_s,
+            probe=probe,
+        )
+
+    def embed_file(
+        self,
+        path: Path,
+        modalities: frozenset[Modality] = ALL_MODALITIES,
+        progress: Progress | None = None,
+    ) -> FileEmbedding:
+        kwargs = embed_task_kwargs(
+            shared_relative_path(path, self.data_dir),
+            modalities,
+            hop=self.hop,
+            limits=self.limits,
+            report_progress=progress is not None,
+        )
+        try:
+            result = self.app.send_task(EMBED_TASK, kwargs=kwargs, queue=EMBED_QUEUE)
+        except REDIS_DOWN as exc:
+            raise BackendUnavailable("the task broker (Redis) cannot be reached") from exc
+
+        def on_message(meta: Mapping[str, Any]) -> None:
+            info = meta.get("result")
+            if progress is not None and meta.get("status") == PROGRESS_STATE and info:
+                progress(float(info.get("progress", 0.0)))
+
+        try:
+            outcome = result.get(timeout=self.timeout_s, on_message=on_message, propagate=False)
+            failed = result.state in states.PROPAGATE_STATES
+        except CeleryTimeoutError as exc:
+            self._give_up(result)
+            raise BackendUnavailable(
+                f"no worker embedded the file within {self.timeout_s:g} s; "
+                "are `avid worker`s running on this broker?",
+                code="worker_timeout",
+            ) from exc
+        except REDIS_DOWN as exc:
+            raise BackendUnavailable("the task result store (Redis) cannot be reached") from exc
+        finally:
+            self._forget(result)
+        if failed:
+            raise self._worker_error(outcome)
+        return self._checked(outcome)
+
+    @staticmethod
+    def _worker_error(error: Any) -> Exception:
+        """What a failed task raised: a ``MediaError`` as itself, anything else as a bug."""
+        if isinstance(error, RemoteMediaError):
+            return error.to_media_error()
+        return RuntimeError(f"the worker failed to embed the file: {error!r}")
+
+    def _checked(self, message: dict[str, Any]) -> FileEmbedding:
+        """The result's embedding, refused when a worker of another model made it."""
+        embedding, worker_version = decode_embedding(message)
+        if worker_version != self.model_version:
+            log.error(
+                "a worker embeds with %s, this API serves %s", worker_version, self.model_version
+            )
+            raise BackendUnavailable(
+                f"a worker embeds with model {worker_version} but this service stores "
+                f"{self.model_version}; start the workers with the API's checkpoint",
+                code="worker_model_mismatch",
+            )
+        return embedding
+
+    @staticmethod
+    def _give_up(result: Any) -> None:
+        """A task nobody finished in time is revoked, so that a worker does not start it."""
+        try:
+            result.revoke()
+        except REDIS_DOWN:
+            log.warning("could not revoke task %s", result.id, exc_info=True)
+
+    @staticmethod
+    def _forget(result: Any) -> None:
+        """Drop the result from Redis now that it is read (or no longer awaited)."""
+        try:
+            result.forget()
+        except REDIS_DOWN:
+            log.debug("could not forget task %s", result.id, exc_info=True)
+
+    def is_ready(self) -> bool:
+        return not self._closed
+
+    def broker_is_reachable(self) -> bool:
+        return self.probe.is_reachable()
+
+    def queue_depth(self) -> float:
+        return self.probe.queue_depth()
+
+    def close(self) -> None:
+        self._closed = True
+        self.probe.close()
+        self.app.close()
