@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import json
+import multiprocessing
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -36,7 +37,6 @@ from training.avdigits_clip import (
     ClipContent,
     ClipRecord,
     RenderSettings,
-    distractor_words,
     synthesize_clip,
 )
 from training.avdigits_splits import (
@@ -178,7 +178,6 @@ def generate(
         (out / split).mkdir(parents=True, exist_ok=True)
     pools = split_pools(seed)
     jobs = [(i, split, label) for i, (split, label) in enumerate(plan_clips(clips, seed))]
-    distractor_words(seed)  # built once here; forked workers inherit it
     write_one = partial(_write_clip, out, seed, settings)
     with ExitStack() as stack:
         results: Iterator[ClipRecord]
@@ -186,7 +185,13 @@ def generate(
             results = map(write_one, jobs)
         else:
             pool = stack.enter_context(
-                ProcessPoolExecutor(min(workers, clips), initializer=_keep_freed_memory)
+                # forkserver, not fork: the caller may hold threads (a service, a test
+                # session with broker clients) whose locks a forked child would inherit held.
+                ProcessPoolExecutor(
+                    min(workers, clips),
+                    mp_context=multiprocessing.get_context("forkserver"),
+                    initializer=_keep_freed_memory,
+                )
             )
             # Submitting everything starts the workers before tqdm starts its monitor thread.
             chunk = max(1, min(16, clips // (4 * workers)))
