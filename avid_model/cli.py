@@ -21,6 +21,17 @@ class CommandError(Exception):
     """A user-facing failure: printed as ``avid: error: ...`` with exit status 2."""
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for counts: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="avid", description="AVID audio-visual embeddings: model, training and service."

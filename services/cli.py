@@ -22,14 +22,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the HTTP embedding and search service",
         description="Run the embedding service. Options override the AVID_* settings.",
     )
+    add_server_options(p, log_level="info")
+    p.set_defaults(func=cmd_serve)
+    reindex_cli.register(subparsers)
+    worker_cli.register(subparsers)
+
+
+def add_server_options(p: argparse.ArgumentParser, *, log_level: str) -> None:
+    """The options of a command that runs the HTTP service (read by ``settings_from_args``)."""
     p.add_argument("--host", help="interface to listen on (AVID_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (AVID_PORT, default 8000)")
     p.add_argument("--checkpoint", type=Path, help="checkpoint directory (AVID_CHECKPOINT)")
     p.add_argument("--data-dir", type=Path, help="index and media directory (AVID_DATA_DIR)")
-    p.add_argument("--log-level", default="info", help="uvicorn log level")
-    p.set_defaults(func=cmd_serve)
-    reindex_cli.register(subparsers)
-    worker_cli.register(subparsers)
+    p.add_argument(
+        "--log-level", default=log_level, help=f"uvicorn log level (default {log_level})"
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -24,6 +24,7 @@ import uvicorn
 
 from avid_model.cli import CommandError
 from services.app import create_app
+from services.cli import add_server_options, settings_from_args
 from services.settings import Settings
 
 STARTUP_TIMEOUT_S = 300.0
@@ -226,17 +227,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--instance-queries", type=int, default=30, help="clips searched by uploaded file"
     )
     p.add_argument("--exit", action="store_true", help="stop after the report (no serving)")
-    p.add_argument("--host", help="interface to listen on (AVID_HOST, default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (AVID_PORT, default 8000)")
-    p.add_argument("--checkpoint", type=Path, help="checkpoint directory (AVID_CHECKPOINT)")
-    p.add_argument("--data-dir", type=Path, help="index and media directory (AVID_DATA_DIR)")
-    p.add_argument("--log-level", default="warning", help="uvicorn log level")
+    add_server_options(p, log_level="warning")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from services.cli import settings_from_args
-
     if args.limit < 0 or args.examples < 0 or args.instance_queries < 0:
         raise CommandError("--limit, --examples and --instance-queries must not be negative")
     return run_demo(settings_from_args(args), args)

@@ -10,19 +10,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from avid_model.checkpoint import CheckpointError
-from avid_model.cli import CommandError
+from avid_model.cli import CommandError, positive_int
 from services.index import IndexStoreError
 from services.settings import Settings
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--batch",
-        type=_positive_int,
+        type=positive_int,
         dest="batch_max_clips",
         metavar="N",
         help="clips per forward pass (AVID_BATCH_MAX_CLIPS, default 32)",
@@ -61,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ... (AVID_DEVICE, default auto)")
     p.add_argument(
         "--jobs",
-        type=_positive_int,
+        type=positive_int,
         default=2,
         metavar="N",
         help="files decoded at once (default 2)",

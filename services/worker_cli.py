@@ -10,21 +10,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from avid_model.checkpoint import CheckpointError, read_metadata
-from avid_model.cli import CommandError
+from avid_model.cli import CommandError, positive_int
 from services.celery_app import redis_url
 from services.settings import Settings, StartupError, get_settings
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         dest="worker_concurrency",
         metavar="N",
         help="tasks run at once, threads sharing one model (AVID_WORKER_CONCURRENCY, default 2)",

@@ -7,17 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from avid_model.cli import CommandError
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+from avid_model.cli import CommandError, positive_int
 
 
 def _avdigits(args: argparse.Namespace) -> int:
@@ -75,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     avdigits.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     avdigits.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="worker processes (default: all cores)",
     )

@@ -197,7 +197,7 @@ def test_cli_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["data", "avdigits", "--out", str(out), "--clips", "2", "--workers", "0"])
     assert exit_info.value.code == 2
-    assert "must be at least 1" in capsys.readouterr().err
+    assert "expected a positive integer" in capsys.readouterr().err
     assert not out.exists()
 
 
