@@ -52,12 +52,17 @@ def frames(seconds: float, seed: int) -> np.ndarray:
     return out
 
 
-@pytest.fixture(scope="session")
-def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("checkpoint") / "avid-tiny-test"
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, seed: int, name: str) -> Path:
+    """A randomly initialised avid-tiny checkpoint (``seed`` picks the weights)."""
+    torch.manual_seed(seed)
+    path = tmp_path_factory.mktemp("checkpoint") / name
     save_checkpoint(create_model("avid-tiny").eval(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_checkpoint(tmp_path_factory, 0, "avid-tiny-test")
 
 
 @pytest.fixture(scope="session")

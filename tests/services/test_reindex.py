@@ -9,27 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
-from avid_model.checkpoint import save_checkpoint
 from avid_model.cli import main
-from avid_model.registry import create_model
 from services.app import create_app
 from services.index import IndexStore
 from services.reindex import reindex
 from services.reindex_staging import STAGING_FILE
 from services.settings import Settings, get_settings
-from tests.services.conftest import Media, service_settings
+from tests.services.conftest import Media, service_settings, tiny_checkpoint
 from tests.services.test_api import assert_error, embed, results, upload
 
 
 @pytest.fixture(scope="module")
 def checkpoint_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("checkpoint-b") / "avid-tiny-b"
-    save_checkpoint(create_model("avid-tiny").eval(), path)
-    return path
+    return tiny_checkpoint(tmp_path_factory, 1, "avid-tiny-b")
 
 
 @pytest.fixture(autouse=True)
