@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +25,13 @@ import torch
 
 from avid_model.checkpoint import load_checkpoint
 from avid_model.media_probe import probe
-from avid_model.registry import create_model
 from training.clips import test_window
 from training.config import load_config
 from training.data import dataset_spectrogram_stats
 from training.evaluate import evaluate_features, extract_features
 from training.export import export_run
 from training.sources import load_records
-from training.trainer import train
+from training.trainer import prepare_model, train
 
 BASE_CONFIG = Path("configs/avdigits_tiny.yaml")
 EVAL_FILE = "eval.json"
@@ -111,8 +110,7 @@ def _evaluate(row: Row, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     else:
         base = load_config(args.config)
         torch.manual_seed(seed)
-        model = create_model(base.model.name)
-        model.preprocess = replace(model.preprocess, crop_size=base.model.crop_size)
+        model = prepare_model(base)
         model.spectrogram_stats = dataset_spectrogram_stats(
             train_records, model.preprocess, clips=base.data.stats_clips, seed=seed
         )
@@ -295,7 +293,7 @@ def target_visibility(manifest: Path, config_path: Path) -> dict[str, float]:
     """
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     test = [r for r in rows if r.get("split") == "test"]
-    preprocess = create_model(load_config(config_path).model.name).preprocess
+    preprocess = prepare_model(load_config(config_path)).preprocess
     overlaps = []
     for row in test:
         duration = probe(manifest.parent / row["path"]).duration

@@ -109,7 +109,8 @@ def _any_rank(ctx: DistContext, flag: bool, device: torch.device) -> bool:
     return bool(value.item() > 0)
 
 
-def _prepare_model(config: TrainConfig) -> AVIDModel:
+def prepare_model(config: TrainConfig) -> AVIDModel:
+    """A fresh model of the run's configuration, with the run's crop size when it sets one."""
     model = create_model(config.model.name)
     if config.model.crop_size:
         crop = config.model.crop_size
@@ -147,7 +148,7 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
     torch.manual_seed(config.run.seed + ctx.rank)
     state, origin = _initial_state(config, run_dir)
 
-    model = _prepare_model(config)
+    model = prepare_model(config)
     records = load_records(config.data.manifest, config.data.split)
     if state is not None:
         stats = SpectrogramStats.from_dict(state["spectrogram_stats"])
