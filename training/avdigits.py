@@ -2,7 +2,7 @@
 
 Each clip is an MP4 (h264 + AAC, 24 kHz mono) in which a voice says one digit word and a
 handwritten digit of the same class pulses in brightness and size with the word's loudness,
-while a handwritten distractor of another class pulses on its own schedule. Only the class and
+while a handwritten distractor of another class drifts but never pulses. Only the class and
 the timing link sound and picture; everything else is drawn independently of the label.
 
 Splits share no voice and no handwriting sample (avdigits_splits); clip i is drawn from its own
@@ -33,7 +33,6 @@ from tqdm import tqdm
 from avid_model.media_writer import write_media
 from training import avdigits_audio as audio
 from training.avdigits_clip import (
-    DISTRACTOR_BANK,
     ClipContent,
     ClipRecord,
     RenderSettings,
@@ -60,7 +59,7 @@ __all__ = [
     "synthesize_clip",
 ]
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "2.0"
 MANIFEST_NAME = "manifest.jsonl"
 DATASET_INFO_NAME = "dataset.json"
 AUDIO_BITRATE = 64_000  # mono speech at 24 kHz
@@ -127,7 +126,7 @@ def _dataset_info(
             "video_codec": "libx264",
             "audio_codec": "aac",
             "audio_bitrate": AUDIO_BITRATE,
-            "distractor_bank": DISTRACTOR_BANK,
+            "word_window": audio.WORD_WINDOW_S,
             "split_fractions": list(SPLIT_FRACTIONS),
             "pitch_range": list(audio.PITCH_RANGE),
             "speed_range": list(audio.SPEED_RANGE),

@@ -2,9 +2,9 @@
 
 A clip's soundtrack is one word ("zero".."nine") spoken by an espeak-ng voice (a base voice
 plus a variant, e.g. ``en-us+f3``) at a random pitch and speed, trimmed of silence, resampled to
-24 kHz, placed at a random onset and mixed into background noise (white, pink, brown or mains
-hum) at a random signal-to-noise ratio and overall level. Nothing here depends on the label
-except the word itself.
+24 kHz, placed at a random onset inside the clip's centred 2 s and mixed into background noise
+(white, pink, brown or mains hum) at a random signal-to-noise ratio and overall level. Nothing
+here depends on the label except the word itself.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ PITCH_RANGE = (25, 80)  # espeak-ng -p, 0..99
 SPEED_RANGE = (130, 210)  # espeak-ng -s, words per minute
 SNR_DB_RANGE = (3.0, 20.0)  # speech RMS over its active span vs noise RMS
 LEVEL_DBFS_RANGE = (-30.0, -14.0)  # RMS of the final mix
+# The word lies inside the centred window of this many seconds (the whole clip, less 0.1 s
+# margins, when that is shorter): the window a model's centred 2 s test clip sees.
+WORD_WINDOW_S = 2.0
 
 
 def speaker_ids() -> tuple[str, ...]:
@@ -164,8 +167,11 @@ class Soundtrack:
 def place_word(
     speech: np.ndarray, n_samples: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, int, int]:
-    """(n_samples with the word at a random onset, first sample, end sample), 0.1 s margins."""
-    margin = SAMPLE_RATE // 10
+    """(n_samples with the word at a random onset, first sample, end sample).
+
+    The word lies inside the centred WORD_WINDOW_S seconds, at least 0.1 s from either end.
+    """
+    margin = max(SAMPLE_RATE // 10, (n_samples - round(WORD_WINDOW_S * SAMPLE_RATE)) // 2)
     speech = speech[: n_samples - 2 * margin]  # only a clip shorter than the word truncates
     start = int(rng.integers(margin, n_samples - margin - len(speech) + 1))
     placed = np.zeros(n_samples, dtype=np.float32)

@@ -9,15 +9,12 @@ independently of the label.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
 from training import avdigits_audio as audio
 from training import avdigits_video as video
 from training.avdigits_splits import NUM_CLASSES, SplitPools, split_pools
-
-DISTRACTOR_BANK = 64
 
 
 @dataclass(frozen=True)
@@ -75,25 +72,6 @@ class ClipContent:
     distractor: video.DigitTrack
 
 
-@lru_cache(maxsize=2)
-def distractor_words(seed: int) -> tuple[np.ndarray, ...]:
-    """DISTRACTOR_BANK words (any voice, word, pitch, speed) whose loudness drives distractors.
-
-    Never heard, only seen: a small bank built once per process keeps espeak-ng to one call
-    per clip, and is a pure function of the seed so the clips do not depend on the workers.
-    """
-    rng = np.random.default_rng([seed, 3])
-    speakers = audio.speaker_ids()
-    words = []
-    for _ in range(DISTRACTOR_BANK):
-        speaker = speakers[int(rng.integers(len(speakers)))]
-        word = audio.DIGIT_WORDS[int(rng.integers(NUM_CLASSES))]
-        pitch = int(rng.integers(audio.PITCH_RANGE[0], audio.PITCH_RANGE[1] + 1))
-        speed = int(rng.integers(audio.SPEED_RANGE[0], audio.SPEED_RANGE[1] + 1))
-        words.append(audio.synthesize_word(word, speaker, pitch, speed))
-    return tuple(words)
-
-
 def _random_word(
     pools: SplitPools, split: str, word: int, rng: np.random.Generator
 ) -> tuple[str, np.ndarray]:
@@ -118,11 +96,8 @@ def synthesize_clip(
     handwriting = int(rng.choice(pools.handwriting[split][label]))
     distractor_label = int((label + rng.integers(1, NUM_CLASSES)) % NUM_CLASSES)
     distractor_handwriting = int(rng.choice(pools.handwriting[split][distractor_label]))
-    # The distractor pulses like someone else saying some other word at some other time.
-    bank = distractor_words(seed)
-    other_word = bank[int(rng.integers(len(bank)))]
-    other_placed, _, _ = audio.place_word(other_word, settings.n_samples, rng)
-    distractor_drive = audio.frame_envelope(other_placed, settings.n_frames, settings.fps)
+    # The distractor drifts like the target but never pulses: it does not follow the sound.
+    distractor_drive = np.zeros(settings.n_frames, dtype=np.float32)
 
     background = video.make_background(settings.size, rng)
     background_luma = video.luminance(background.reshape(-1, 3).mean(axis=0))
@@ -141,7 +116,7 @@ def synthesize_clip(
             rng,
         )
         for sample, place, drive in [
-            (handwriting, first_place, envelope),
+            (handwriting, first_place, video.pulse_drive(envelope, settings.fps)),
             (distractor_handwriting, second_place, distractor_drive),
         ]
     ]

@@ -3,7 +3,7 @@
 Digits are scikit-learn's 8x8 handwriting samples, drawn with bicubic interpolation straight from
 the 8x8 grid at every frame's position and size (one separable matrix product per frame, so any
 size stays smooth). The target digit's brightness and size follow a drive signal (the speech
-envelope); the distractor's follow its own, unrelated drive. Background, colours, positions and
+envelope); the distractor's drive is zero (it never pulses). Background, colours, positions and
 the slow drift are drawn from the clip's RNG, independently of the label.
 """
 
@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-DIGIT_SIZE_RANGE = (0.32, 0.38)  # resting digit height as a fraction of the frame
-SCALE_DIM, SCALE_GAIN = 0.8, 0.4  # size = base * (SCALE_DIM + SCALE_GAIN * drive)
-BRIGHTNESS_DIM_RANGE = (0.15, 0.35)  # opacity when the drive is 0; 1.0 at full drive
-MIN_CONTRAST = 0.4  # luminance gap between a digit's colour and the mean background
+DIGIT_SIZE_RANGE = (0.38, 0.42)  # resting digit height as a fraction of the frame
+SCALE_DIM, SCALE_GAIN = 0.9, 0.2  # size = base * (SCALE_DIM + SCALE_GAIN * drive)
+BRIGHTNESS_DIM_RANGE = (0.1, 0.25)  # opacity when the drive is 0; 1.0 at full drive
+RELEASE_S = 0.25  # a pulse decays with this time constant after the sound it follows
+MIN_CONTRAST = 0.5  # luminance gap between a digit's colour and the mean background
 _PAD = 1  # zero border around the 8x8 grid so the glyph fades out smoothly
 
 
@@ -99,7 +100,7 @@ def make_background(size: int, rng: np.random.Generator) -> np.ndarray:
     grid = rng.standard_normal((3, cells + 2 * _PAD, cells + 2 * _PAD)).astype(np.float32)
     weights = _resize_weights(cells, size)
     texture = np.matmul(np.matmul(weights, grid), weights.T).transpose(1, 2, 0)
-    background += rng.uniform(0.0, 0.2) * texture
+    background += rng.uniform(0.0, 0.1) * texture
     background += rng.uniform(0.0, 0.03) * rng.standard_normal((size, size, 3)).astype(np.float32)
     return np.clip(background, 0.0, 1.0).astype(np.float32)
 
@@ -155,6 +156,21 @@ def layout_pair(
         drift = wobble * np.sin(2 * np.pi * t / period + phase)
         centres.append(middle + sign * offset + drift)
     return centres[0], centres[1], base
+
+
+def pulse_drive(envelope: np.ndarray, fps: float) -> np.ndarray:
+    """The drive of a digit that lights up with `envelope` (T,) and fades out over RELEASE_S.
+
+    Rises at once with the loudness and decays exponentially after it, like a VU meter, so a
+    short word lights the digit for a few more frames than it lasts.
+    """
+    decay = float(np.exp(-1.0 / (RELEASE_S * fps)))
+    drive = np.empty_like(envelope, dtype=np.float32)
+    level = 0.0
+    for t, value in enumerate(envelope):
+        level = max(float(value), level * decay)
+        drive[t] = level
+    return drive
 
 
 def digit_track(

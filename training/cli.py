@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Generate AV-Digits: MP4 clips (h264 + AAC, 24 kHz) in which an espeak-ng voice says "
             "a digit and a handwritten digit of the same class pulses with the word, next to a "
-            "distractor digit on its own schedule. Writes DIR/{train,val,test}/*.mp4, "
+            "distractor digit that never pulses. Writes DIR/{train,val,test}/*.mp4, "
             "DIR/manifest.jsonl and DIR/dataset.json. Needs the espeak-ng program."
         ),
     )

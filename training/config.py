@@ -63,7 +63,7 @@ class CMAConfig:
 
 @dataclass(frozen=True, config=_STRICT)
 class LossConfig:
-    method: Literal["avid", "cma", "avc"] = "avid"
+    method: Literal["avid", "cma", "avc", "supervised"] = "avid"
     objective: Literal["nce", "infonce"] = "nce"
     cross_coeff: float = Field(default=1.0, ge=0.0)  # Cross-AVID (1, 0); Joint (1, 1)
     within_coeff: float = Field(default=0.0, ge=0.0)  # Self-AVID (0, 1)
@@ -103,7 +103,10 @@ class RunConfig:
 @dataclass(frozen=True, config=_STRICT)
 class ModelSection:
     name: str = "avid-tiny"
-    crop_size: int = Field(default=0, ge=0)  # 0: the registered configuration's
+    # Preprocessing overrides; 0 keeps the registered configuration's value.
+    crop_size: int = Field(default=0, ge=0)
+    clip_frames: int = Field(default=0, ge=0)  # frames in one video clip
+    fps: float = Field(default=0.0, ge=0.0)  # frame rate the clip is sampled at
 
 
 @dataclass(frozen=True, config=_STRICT)

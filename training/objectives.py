@@ -4,11 +4,15 @@
 - ``cma``: AVID+CMA (§4), positive sets re-computed every ``resample_freq`` epochs.
 - ``avc``: the binary audio-visual correspondence baseline (no memory bank needed; one is
   still kept, so every method's run checkpoint has the same shape and CMA can start from it).
+- ``supervised``: not self-supervised: a linear classifier on each tower's embedding trained
+  with the labels (cross-entropy). The results table's upper bound: what the same towers reach
+  in the same budget when they are told the answer.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avid_model.correspondence import CorrespondenceLoss
@@ -16,11 +20,41 @@ from avid_model.losses import AVIDLoss, CMALoss, cma_positive_sets
 from avid_model.memory_bank import MemoryBank
 from training.config import LossConfig
 
+SUPERVISED_TEMPERATURE = 0.1  # logits = classifier(unit embedding) / T
+
+
+class LabelLoss(nn.Module):
+    """Cross-entropy of a linear classifier on each modality's unit embedding."""
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"supervised training needs at least 2 classes, got {num_classes}")
+        self.video = nn.Linear(dim, num_classes)
+        self.audio = nn.Linear(dim, num_classes)
+
+    def forward(
+        self, video: Tensor, audio: Tensor, labels: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        if bool((labels < 0).any()):
+            raise ValueError("supervised training needs a label on every clip (got -1)")
+        terms: dict[str, Tensor] = {}
+        loss = video.new_zeros(())
+        for name, emb, head in (("video", video, self.video), ("audio", audio, self.audio)):
+            logits = head(emb) / SUPERVISED_TEMPERATURE
+            value = F.cross_entropy(logits, labels)
+            terms[f"{name}_ce"] = value.detach()
+            terms[f"{name}_accuracy"] = (logits.argmax(1) == labels).float().mean().detach()
+            loss = loss + value / 2
+        return loss, terms
+
 
 class TrainingObjective(nn.Module):
     """Memory bank + loss of one method; ``forward(v, a, ids)`` gives ``(loss, terms)``."""
 
-    def __init__(self, config: LossConfig, num_instances: int, dim: int, seed: int) -> None:
+    def __init__(
+        self, config: LossConfig, num_instances: int, dim: int, seed: int, num_classes: int = 0
+    ) -> None:
         super().__init__()
         self.config = config
         generator = torch.Generator().manual_seed(seed)
@@ -46,15 +80,22 @@ class TrainingObjective(nn.Module):
             self.within_negatives = min(cma.within_negatives, num_instances - 1 - self.pos_k)
             if self.pos_k < 1 or self.within_negatives < 1:
                 raise ValueError(f"CMA needs more instances than {num_instances}")
+        elif config.method == "supervised":
+            self.loss = LabelLoss(dim, num_classes)
         else:
             self.loss = CorrespondenceLoss()
 
     def forward(
-        self, video: Tensor, audio: Tensor, ids: Tensor
+        self, video: Tensor, audio: Tensor, ids: Tensor, labels: Tensor | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """video, audio: (B, D) unit embeddings; ids: (B,) instance ids on the same device."""
+        """video, audio: (B, D) unit embeddings; ids, labels: (B,) on the same device (labels
+        only for ``supervised``)."""
         if isinstance(self.loss, CorrespondenceLoss):
             return self.loss(video, audio, self.sampler)
+        if isinstance(self.loss, LabelLoss):
+            if labels is None:
+                raise ValueError("the supervised objective needs the batch's labels")
+            return self.loss(video, audio, labels)
         memory = self.memory
         cpu_ids = ids.cpu()
         negatives = memory.sample_negatives(cpu_ids, self.negatives, self.sampler).to(ids.device)

@@ -110,11 +110,17 @@ def _any_rank(ctx: DistContext, flag: bool, device: torch.device) -> bool:
 
 
 def prepare_model(config: TrainConfig) -> AVIDModel:
-    """A fresh model of the run's configuration, with the run's crop size when it sets one."""
+    """A fresh model of the run's configuration, with the run's preprocessing overrides."""
     model = create_model(config.model.name)
-    if config.model.crop_size:
-        crop = config.model.crop_size
-        model.preprocess = replace(model.preprocess, crop_size=crop)
+    section = config.model
+    preprocess = model.preprocess
+    if section.crop_size:
+        preprocess = replace(preprocess, crop_size=section.crop_size)
+    if section.clip_frames:
+        preprocess = replace(preprocess, clip_frames=section.clip_frames)
+    if section.fps:
+        preprocess = replace(preprocess, fps=section.fps)
+    model.preprocess = preprocess
     return model
 
 
@@ -150,6 +156,11 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
 
     model = prepare_model(config)
     records = load_records(config.data.manifest, config.data.split)
+    if config.loss.method == "supervised" and any(r.label < 0 for r in records):
+        raise ValueError(
+            f"loss.method=supervised needs a label on every clip; {config.data.manifest} "
+            f"(split {config.data.split!r}) has clips without one"
+        )
     if state is not None:
         stats = SpectrogramStats.from_dict(state["spectrogram_stats"])
     else:
@@ -158,7 +169,11 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
         )
     model.spectrogram_stats = stats
     objective = TrainingObjective(
-        config.loss, len(records), model.config.embed_dim, seed=config.run.seed
+        config.loss,
+        len(records),
+        model.config.embed_dim,
+        seed=config.run.seed,
+        num_classes=max((r.label for r in records), default=-1) + 1,
     )
     if state is not None:
         model.load_state_dict(state["model"])
@@ -266,6 +281,7 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
             video = batch["video"].to(device, non_blocking=True)
             audio = batch["audio"].to(device, non_blocking=True)
             ids = batch["index"].to(device, non_blocking=True)
+            labels = batch["label"].to(device, non_blocking=True)
             if cuda and config.run.channels_last:
                 video = video.contiguous(memory_format=torch.channels_last_3d)
             if config.loss.z_reestimate_step and step == config.loss.z_reestimate_step:
@@ -274,7 +290,7 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
             model.train()
             with autocast:
                 v, a = forward_model(video, audio)
-            loss, terms = objective(v.float(), a.float(), ids)
+            loss, terms = objective(v.float(), a.float(), ids, labels)
             if _any_rank(ctx, not bool(torch.isfinite(loss)), device):
                 detail = {k: float(t) for k, t in terms.items() if t.numel() == 1}
                 log.write("stop", reason="non-finite loss", epoch=epoch, step=step, terms=detail)

@@ -13,7 +13,7 @@ import pytest
 from training import avdigits
 from training.avdigits import ClipRecord, RenderSettings, load_manifest, synthesize_clip
 from training.avdigits_audio import SAMPLE_RATE
-from training.avdigits_video import handwriting_images
+from training.avdigits_video import RELEASE_S, handwriting_images, pulse_drive
 from training.cli import main as cli_main
 
 pytestmark = pytest.mark.skipif(
@@ -75,7 +75,9 @@ def test_manifest_fields_and_dataset_info(dataset: tuple[Path, list[ClipRecord]]
         assert isinstance(row["handwriting"], int)
         assert isinstance(row["onset"], float)
         assert isinstance(row["offset"], float)
-        assert 0.0 < row["onset"] < row["offset"] < SETTINGS.duration
+        # The word lies in the clip's centred 2 s (AVID's centred test window).
+        margin = (SETTINGS.duration - 2.0) / 2
+        assert margin - 1e-4 <= row["onset"] < row["offset"] <= SETTINGS.duration - margin + 1e-4
         assert 0.2 < row["offset"] - row["onset"] < 1.5
     assert {r.label for r in records} == set(range(10))
     assert {r.label for r in records if r.split == "train"} == set(range(10))
@@ -160,7 +162,7 @@ def test_target_digit_follows_the_speech_and_the_distractor_does_not(
 ) -> None:
     out, records = dataset
     hop = SAMPLE_RATE // 16
-    target_corr, distractor_corr = [], []
+    target_corr = []
     for record in records:
         clip = synthesize_clip(record.index, record.split, record.label, SEED, SETTINGS)
         assert clip.record == record
@@ -171,14 +173,16 @@ def test_target_digit_follows_the_speech_and_the_distractor_does_not(
         waveform = decode_audio(out / record.path)[: SETTINGS.n_frames * hop]
         loudness = np.sqrt(np.mean(waveform.reshape(SETTINGS.n_frames, hop) ** 2, axis=1))
         target_corr.append(_correlation(clip.target.opacity, loudness))
-        distractor_corr.append(_correlation(clip.distractor.opacity, loudness))
         assert _correlation(clip.target.height, clip.target.opacity) > 0.99  # size pulses too
-        assert clip.target.opacity.max() > 0.95 > 0.4 > clip.target.opacity.min()
-    target, distractor = np.array(target_corr), np.array(distractor_corr)
+        assert clip.target.opacity.max() > 0.95 > 0.5 > clip.target.opacity.min()
+        # The distractor never pulses: same opacity and size in every frame, as dim as the
+        # target at rest can be.
+        assert np.ptp(clip.distractor.opacity) == 0.0
+        assert np.ptp(clip.distractor.height) == 0.0
+        assert clip.distractor.opacity[0] < 0.5
+    target = np.array(target_corr)
     assert target.min() > 0.6
-    assert target.mean() > 0.85
-    assert abs(distractor.mean()) < 0.3
-    assert (target > distractor).mean() >= 0.9
+    assert target.mean() > 0.8  # below 1: the pulse fades out over RELEASE_S after the word
 
 
 def test_cli_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -229,3 +233,15 @@ def test_handwriting_images_match_sklearn_load_digits() -> None:
     np.testing.assert_array_equal(images[:, 1:-1, 1:-1], digits.images.astype(np.float32) / 16)
     np.testing.assert_array_equal(images[:, 0], 0.0)  # the zero border
     np.testing.assert_array_equal(labels, digits.target)
+
+
+def test_pulse_rises_with_the_sound_and_fades_after_it() -> None:
+    envelope = np.zeros(32, dtype=np.float32)
+    envelope[10:13] = [0.5, 1.0, 0.5]  # 0.5 < the decayed 1.0 (0.78 at 16 fps)
+    drive = pulse_drive(envelope, fps=16.0)
+    np.testing.assert_array_equal(drive[:10], 0.0)
+    np.testing.assert_allclose(drive[10:12], [0.5, 1.0])
+    decay = np.exp(-1.0 / (RELEASE_S * 16.0))
+    np.testing.assert_allclose(drive[12:16], decay ** np.arange(1, 5), rtol=1e-6)
+    assert (drive >= envelope).all()
+    assert drive[-1] < 0.01

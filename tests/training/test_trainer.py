@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from avid_model import load_checkpoint
+from avid_model.registry import create_model
 from training.config import TrainConfig, build_config
 from training.evaluate import evaluate_features, extract_features
 from training.export import export_run
 from training.run_state import load_run_state
 from training.sources import load_records
-from training.trainer import NonFiniteLossError, train
+from training.trainer import NonFiniteLossError, prepare_model, train
 
 
 def small_config(manifest: Path, out: Path, *overrides: str) -> TrainConfig:
@@ -110,6 +111,37 @@ def test_cma_starts_from_avid_and_baseline_trains(avdigits_small: Path, tmp_path
     avc = train(small_config(avdigits_small, tmp_path / "avc", "loss.method=avc"))
     assert avc.stopped == "completed"
     assert "avc_accuracy" in read_log(tmp_path / "avc")[-3]
+
+
+def test_supervised_upper_bound_trains_on_labels(avdigits_small: Path, tmp_path: Path) -> None:
+    config = small_config(avdigits_small, tmp_path / "sup", "loss.method=supervised")
+    result = train(config)
+    assert result.stopped == "completed"
+    steps = [e for e in read_log(tmp_path / "sup") if e["event"] == "step"]
+    assert {"video_ce", "audio_ce", "video_accuracy", "audio_accuracy"} <= set(steps[0])
+    # A fresh classifier over 10 labels starts near ln 10 and the loss is their mean.
+    first = {k: float(v) for k, v in steps[0].items() if isinstance(v, float)}
+    assert first["loss"] == pytest.approx((first["video_ce"] + first["audio_ce"]) / 2, rel=1e-4)
+
+
+def test_supervised_refuses_unlabelled_clips(avdigits_small: Path, tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in avdigits_small.read_text().splitlines()]
+    next(r for r in rows if r["split"] == "train").pop("label")
+    for row in rows:
+        row["path"] = str(avdigits_small.parent / row["path"])
+    manifest = tmp_path / "unlabelled.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match="needs a label on every clip"):
+        train(small_config(manifest, tmp_path / "sup", "loss.method=supervised"))
+
+
+def test_preprocessing_overrides_reach_the_model() -> None:
+    tree = {"model": {"name": "avid-tiny", "crop_size": 48, "clip_frames": 16, "fps": 8}}
+    model = prepare_model(build_config(tree))
+    assert (model.preprocess.crop_size, model.preprocess.clip_frames) == (48, 16)
+    assert model.preprocess.fps == 8.0
+    assert model.preprocess.clip_seconds == 2.0
+    assert create_model("avid-tiny").preprocess.clip_frames == 8  # the registry is untouched
 
 
 def test_export_and_evaluate(avdigits_small: Path, tmp_path: Path) -> None:
