@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from training.results_table import main, results_document
+from training.results_table import main, parse_args, results_document, row_minutes
 
 
 def _small_base(tmp_path: Path) -> Path:
@@ -102,3 +103,29 @@ def test_claims_are_read_off_the_numbers() -> None:
     text = results_document(by_row, "cmd")
     assert "Cross-AVID > Joint-AVID: a→v class P@1 0.800 vs 0.780: within noise" in text
     assert "video probe conv5x 0.930 vs 0.950: within noise" in text
+
+
+def test_supervised_row_is_the_upper_bound_each_row_is_measured_against() -> None:
+    by_row = {
+        "cross": [_result("cross", 0, 0.3, 0.45)],
+        "supervised": [_result("supervised", 0, 0.6, 0.9)],
+    }
+    text = results_document(by_row, "cmd")
+    assert "## The supervised upper bound" in text
+    assert "video probe conv5x 0.900, audio probe block4 0.500, a→v class P@1 0.600" in text
+    assert "- Cross-AVID: video probe conv5x 0.50, audio probe block4 1.00, a→v class P@1 0.50" in (
+        text
+    )
+    assert "## The supervised upper bound" not in results_document({"cross": by_row["cross"]}, "")
+
+
+def test_row_budgets(capsys: pytest.CaptureFixture[str]) -> None:
+    args = parse_args(["--minutes", "3", "--row-minutes", "cross=20", "supervised=12.5"])
+    args.row_minutes = dict(args.row_minutes)
+    assert row_minutes(args, "cross") == 20.0
+    assert row_minutes(args, "supervised") == 12.5
+    assert row_minutes(args, "self") == 3.0
+    for bad in ("nosuchrow=3", "cross", "cross=soon", "cross=-1"):
+        with pytest.raises(SystemExit):
+            parse_args(["--row-minutes", bad])
+        assert "--row-minutes" in capsys.readouterr().err
