@@ -107,15 +107,21 @@ def test_claims_are_read_off_the_numbers() -> None:
 
 def test_supervised_row_is_the_upper_bound_each_row_is_measured_against() -> None:
     by_row = {
-        "cross": [_result("cross", 0, 0.3, 0.45)],
-        "supervised": [_result("supervised", 0, 0.6, 0.9)],
+        "random": [_result("random", 0, 0.1, 0.1)],
+        "cross": [_result("cross", 0, 0.12, 0.5)],
+        "supervised": [_result("supervised", 0, 0.11, 0.9)],
     }
     text = results_document(by_row, "cmd")
     assert "## The supervised upper bound" in text
-    assert "video probe conv5x 0.900, audio probe block4 0.500, a→v class P@1 0.600" in text
-    assert "- Cross-AVID: video probe conv5x 0.50, audio probe block4 1.00, a→v class P@1 0.50" in (
-        text
-    )
+    assert "reach video probe conv5x 0.900, audio probe block4 0.500 (chance 0.100)" in text
+    assert "Even with the labels" not in text
+    assert "- Cross-AVID: video probe conv5x 0.50, audio probe block4 1.00\n" in text
+    assert "- random init: video probe conv5x 0.00, audio probe block4 1.00\n" in text
+    # 0.11 vs chance 0.1 on 1,000 items is within noise: no share is computed for it.
+    by_row["supervised"] = [_result("supervised", 0, 0.11, 0.11)]
+    text = results_document(by_row, "cmd")
+    assert "Even with the labels, video probe conv5x stays within noise of chance" in text
+    assert "- Cross-AVID: audio probe block4 1.00\n" in text
     assert "## The supervised upper bound" not in results_document({"cross": by_row["cross"]}, "")
 
 
