@@ -127,7 +127,6 @@ def test_supervised_row_is_the_upper_bound_each_row_is_measured_against() -> Non
 
 def test_row_budgets(capsys: pytest.CaptureFixture[str]) -> None:
     args = parse_args(["--minutes", "3", "--row-minutes", "cross=20", "supervised=12.5"])
-    args.row_minutes = dict(args.row_minutes)
     assert row_minutes(args, "cross") == 20.0
     assert row_minutes(args, "supervised") == 12.5
     assert row_minutes(args, "self") == 3.0
