@@ -86,6 +86,12 @@ class OptimConfig:
 
 @dataclass(frozen=True, config=_STRICT)
 class RunConfig:
+    """Where the run goes, on what, and what it logs.
+
+    Every ``log_every`` steps a ``step`` event holds the loss, its terms and the batch's
+    ``video_spread`` / ``audio_spread`` (mean cosine between different clips' embeddings).
+    """
+
     out_dir: str = "runs/avid"
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda
@@ -98,6 +104,15 @@ class RunConfig:
     max_minutes: float = Field(default=0.0, ge=0.0)  # wall-clock budget; 0: none
     resume: bool = True  # continue from out_dir/checkpoint.pt when it exists
     threads: int = Field(default=0, ge=0)  # CPU threads; 0: torch's default
+    # Held-out monitor (training/monitor.py), on the main rank at each epoch's end and at a
+    # time-budget stop: the first monitor_clips records of the manifest's monitor_split, embedded
+    # with test-time clips -> a "monitor" log event (a2v / v2a R@1, R@10 against chance, mean
+    # cosine between different clips per modality). 0 clips, or a split with fewer than 2
+    # records, turns it off. A modality's mean cosine above collapse_cosine writes a "collapse"
+    # event and a warning.
+    monitor_split: str = "val"
+    monitor_clips: int = Field(default=256, ge=0)
+    collapse_cosine: float = Field(default=0.95, ge=-1.0, le=1.0)
 
 
 @dataclass(frozen=True, config=_STRICT)

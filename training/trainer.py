@@ -3,7 +3,9 @@
 Per step: decode + augment (DataLoader workers) -> both encoders (bf16 autocast and
 channels-last on CUDA) -> the method's loss over the memory banks -> Adam -> memory update
 (all-gathered under DDP). A JSON-lines log, a checkpoint every epoch (and when a time budget
-runs out), exact resume, and a clear stop on a non-finite loss.
+runs out), exact resume, and a clear stop on a non-finite loss. A learning / collapse monitor
+(training/monitor.py): each ``step`` event carries the batch's embedding spread, and before each
+checkpoint the main rank writes a ``monitor`` event from held-out clips.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from training.augment import AugmentConfig
 from training.config import TrainConfig, config_to_dict
 from training.data import AVClipDataset, dataset_spectrogram_stats
 from training.distributed import DistContext, barrier, init_distributed, resolve_device, shutdown
+from training.monitor import batch_spread, monitor_records, report_health
 from training.objectives import TrainingObjective
 from training.run_state import (
     CHECKPOINT_FILE,
@@ -37,7 +40,7 @@ from training.run_state import (
     rng_state,
     save_run_state,
 )
-from training.sources import load_records
+from training.sources import VideoRecord, load_records
 
 LOG_FILE = "log.jsonl"
 # data.augment=false: full-frame crops, no flip, no colour or volume jitter.
@@ -247,6 +250,14 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
         negatives=objective.negatives,
         config=config_to_dict(config),
     )
+    held_out: list[VideoRecord] = []  # the monitor's clips; main rank only (no collectives)
+    if ctx.is_main and config.run.monitor_clips > 0:
+        held_out, monitor_off = monitor_records(
+            config.data.manifest, config.run.monitor_split, config.run.monitor_clips
+        )
+        if monitor_off:
+            log.write("monitor_off", reason=monitor_off)
+            tqdm.write(monitor_off)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and config.run.bf16)
     started = time.perf_counter()
     budget = config.run.max_minutes * 60.0
@@ -314,15 +325,34 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
                 rate = window_clips / max(now - window_start, 1e-9)
                 window_clips, window_start = 0, now
                 fields = {k: round(float(t), 6) for k, t in terms.items() if t.numel() == 1}
+                fields["video_spread"] = round(batch_spread(v), 6)
+                fields["audio_spread"] = round(batch_spread(a), 6)
                 log.write(
                     "step", epoch=epoch, step=step, loss=last_loss, clips_per_s=rate, **fields
                 )
-                bar.set_postfix(loss=f"{last_loss:.4f}", clips_s=f"{rate:.1f}")
+                bar.set_postfix(
+                    loss=f"{last_loss:.4f}",
+                    clips_s=f"{rate:.1f}",
+                    v_cos=f"{fields['video_spread']:.2f}",
+                    a_cos=f"{fields['audio_spread']:.2f}",
+                )
             out_of_time = budget > 0 and time.perf_counter() - started > budget
             if _any_rank(ctx, out_of_time, device):
                 stopped = "time budget"
                 break
         finished_epoch = stopped == "completed"
+        if held_out:  # main rank; the others wait in _save's barrier
+            report_health(
+                model,
+                held_out,
+                log.write,
+                epoch=epoch + 1,
+                step=step,
+                threshold=config.run.collapse_cosine,
+                batch_size=per_rank_batch,
+                workers=config.data.workers,
+                device=device,
+            )
         _save(
             run_dir,
             ctx,
