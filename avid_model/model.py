@@ -11,7 +11,7 @@ from torch import nn
 
 from avid_model.audio_encoder import Conv2D10
 from avid_model.features import PreprocessConfig, SpectrogramStats
-from avid_model.video_encoder import R2Plus1D18
+from avid_model.video_encoder import R2Plus1D18, TemporalMixing
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,8 @@ class ModelConfig:
     audio_widths: tuple[int, ...] = (64, 64, 128, 256, 512)
     head_hidden: int = 512
     embed_dim: int = 128
+    # Temporal convolutions of the video blocks: "full" (the paper) or "depthwise".
+    video_temporal: TemporalMixing = "full"
     description: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,7 +80,7 @@ class AVIDModel(nn.Module):
         self.spectrogram_stats = spectrogram_stats or SpectrogramStats.identity()
         # Stamped on every vector by the service; set from the content hash when loaded.
         self.model_version = f"{config.name}-untrained"
-        self.video_encoder = R2Plus1D18(config.video_widths)
+        self.video_encoder = R2Plus1D18(config.video_widths, config.video_temporal)
         self.audio_encoder = Conv2D10(config.audio_widths)
         self.video_head = ProjectionHead(
             self.video_encoder.out_dim, config.head_hidden, config.embed_dim

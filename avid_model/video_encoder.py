@@ -9,11 +9,18 @@ Module names follow the reference checkpoint layout so that importing one is a p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
 
 VIDEO_STAGES = ("conv2x", "conv3x", "conv4x", "conv5x")
+
+# How a block's (3x1x1) temporal convolutions mix channels: "full" (the paper's, every input
+# channel at every tap) or "depthwise" (one 3-tap filter per channel, groups = channels; the
+# channel mixing stays in the 1x3x3 spatial convolutions). See docs/results.md for why the
+# tiny configuration uses "depthwise".
+TemporalMixing = Literal["full", "depthwise"]
 
 
 class R2Plus1DBlock(nn.Module):
@@ -22,19 +29,36 @@ class R2Plus1DBlock(nn.Module):
     Input ``(B, in, T, H, W)``; output ``(B, out, T/s, H/s, W/s)`` (ceil) for stride ``s``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        temporal: TemporalMixing = "full",
+    ) -> None:
         super().__init__()
+        if temporal not in ("full", "depthwise"):
+            raise ValueError(f"temporal must be 'full' or 'depthwise', got {temporal!r}")
+        groups = out_channels if temporal == "depthwise" else 1
         self.spt_conv1 = nn.Conv3d(
             in_channels, out_channels, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False
         )
         self.spt_bn1 = nn.BatchNorm3d(out_channels)
         self.tmp_conv1 = nn.Conv3d(
-            out_channels, out_channels, (3, 1, 1), (stride, 1, 1), (1, 0, 0), bias=False
+            out_channels,
+            out_channels,
+            (3, 1, 1),
+            (stride, 1, 1),
+            (1, 0, 0),
+            bias=False,
+            groups=groups,
         )
         self.tmp_bn1 = nn.BatchNorm3d(out_channels)
         self.spt_conv2 = nn.Conv3d(out_channels, out_channels, (1, 3, 3), 1, (0, 1, 1), bias=False)
         self.spt_bn2 = nn.BatchNorm3d(out_channels)
-        self.tmp_conv2 = nn.Conv3d(out_channels, out_channels, (3, 1, 1), 1, (1, 0, 0), bias=False)
+        self.tmp_conv2 = nn.Conv3d(
+            out_channels, out_channels, (3, 1, 1), 1, (1, 0, 0), bias=False, groups=groups
+        )
         self.out_bn = nn.BatchNorm3d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.res_conv: nn.Conv3d | None = None
@@ -54,10 +78,12 @@ class R2Plus1D18(nn.Module):
     """The AVID video encoder. Input ``(B, 3, T, H, W)``; output ``(B, widths[-1])``.
 
     ``widths`` = (stem, conv2x, conv3x, conv4x, conv5x); the paper's model uses
-    (64, 64, 128, 256, 512), 15,379,136 parameters.
+    (64, 64, 128, 256, 512), 15,379,136 parameters, with ``temporal="full"``.
     """
 
-    def __init__(self, widths: Sequence[int] = (64, 64, 128, 256, 512)) -> None:
+    def __init__(
+        self, widths: Sequence[int] = (64, 64, 128, 256, 512), temporal: TemporalMixing = "full"
+    ) -> None:
         super().__init__()
         if len(widths) != 5:
             raise ValueError(f"video widths need 5 entries (stem + 4 stages), got {len(widths)}")
@@ -73,7 +99,10 @@ class R2Plus1D18(nn.Module):
         for index, width in enumerate(widths[1:]):
             stride = 1 if index == 0 else 2
             stages.append(
-                nn.Sequential(R2Plus1DBlock(channels, width, stride), R2Plus1DBlock(width, width))
+                nn.Sequential(
+                    R2Plus1DBlock(channels, width, stride, temporal),
+                    R2Plus1DBlock(width, width, temporal=temporal),
+                )
             )
             channels = width
         self.conv2x, self.conv3x, self.conv4x, self.conv5x = stages

@@ -8,7 +8,7 @@ import torch
 from avid_model import create_model
 from avid_model.audio_encoder import Conv2D10
 from avid_model.model import ProjectionHead
-from avid_model.video_encoder import R2Plus1D18
+from avid_model.video_encoder import R2Plus1D18, R2Plus1DBlock
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -119,3 +119,23 @@ def test_compiled_embedder_pads_to_buckets_and_matches_eager() -> None:
     with torch.no_grad():
         expected = model.encode_audio(x)
     torch.testing.assert_close(embedder.embed_audio(x), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_depthwise_temporal_is_opt_in_and_keeps_shapes() -> None:
+    full = R2Plus1D18((16, 16, 32, 64, 128))
+    depthwise = R2Plus1D18((16, 16, 32, 64, 128), temporal="depthwise")
+    full_block, depthwise_block = full.conv3x[0], depthwise.conv3x[0]
+    assert isinstance(full_block, R2Plus1DBlock)
+    assert isinstance(depthwise_block, R2Plus1DBlock)
+    for block in (full_block, depthwise_block):
+        assert block.tmp_conv1.stride == (2, 1, 1)
+    assert full_block.tmp_conv1.groups == 1
+    assert depthwise_block.tmp_conv1.groups == 32
+    assert depthwise_block.tmp_conv2.weight.shape == (32, 1, 3, 1, 1)
+    assert n_params(depthwise) < n_params(full)
+    x = torch.randn(2, 3, 8, 32, 32)
+    assert depthwise(x).shape == full(x).shape == (2, 128)
+    # The paper's configuration is untouched: full temporal mixing.
+    assert create_model("avid-r2p1d18").config.video_temporal == "full"
+    with pytest.raises(ValueError, match="temporal"):
+        R2Plus1D18((16, 16, 32, 64, 128), temporal="causal")  # type: ignore[arg-type]
