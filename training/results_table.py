@@ -254,6 +254,10 @@ def _share(value: float, supervised: float) -> float:
     return (value - CLASS_CHANCE) / (supervised - CLASS_CHANCE)
 
 
+# A supervised probe below this says the tower, not the self-supervised method, is at fault.
+HEALTHY_BOUND = 0.95
+
+
 def _upper_bound(by_row: dict[str, list[dict[str, Any]]]) -> list[str]:
     """What the labels teach the same towers in the same budget, and each row's share of it.
 
@@ -291,6 +295,15 @@ def _upper_bound(by_row: dict[str, list[dict[str, Any]]]) -> list[str]:
             f"{'stays' if len(missed) == 1 else 'stay'} within noise of chance (or "
             "below it) in this budget: the towers, not the objective, are what limits those "
             "numbers here."
+        )
+    weak = [name for name, path in metrics if _mean(sup, path) < HEALTHY_BOUND]
+    if weak:
+        lines.append(
+            f"The bound gates every reading above: {' and '.join(weak)} "
+            f"{'is' if len(weak) == 1 else 'are'} below {HEALTHY_BOUND:.2f} with the labels, "
+            "so the tower is broken, not the method, and no self-supervised number in "
+            f"{'that column' if len(weak) == 1 else 'those columns'} says anything about "
+            "the method (docs/video_tower.md)."
         )
     lines.append("")
     if learnt:

@@ -1,0 +1,207 @@
+"""Which video towers learn AV-Digits' video task from the labels (issue 8's diagnosis).
+
+    .venv/bin/python -m bench.video_tower --data data/avdigits                 # every variant
+    .venv/bin/python -m bench.video_tower --data data/avdigits --variants cnn cnn+tmp-dw
+
+Video only, supervised: a tower + a linear classifier, cross-entropy, Adam, batch 64, for
+``--steps`` steps on the train split (a random 16-frame window of the first 20 frames at 8 fps,
+a random resized crop of scale 0.7-1 from 73 px to 64, ImageNet normalisation); scored on the
+test split (centred window, centre crop). The train split is decoded once into memory.
+Prints train accuracy (mean of the last 25 batches), test accuracy and seconds per variant.
+
+Variants: ``cnn`` is a 4-layer per-frame 2-D CNN (1x3x3 conv stride 2 + BN + ReLU; widths
+32, 64, 64, 128) with a max over time and space; ``+tmp-full`` puts a full (3x1x1)
+temporal convolution after every spatial one (before the BN, so no extra non-linearity),
+``+tmp-full-id`` the same initialised to the identity, ``+tmp-dw`` a depthwise one (one
+3-tap filter per channel), ``+mix1x1`` a 1x1x1 channel mixing instead (no time),
+``8-layer`` four more stride-1 layers. ``r2p1d-tiny`` is ``avid-tiny``'s R(2+1)D tower,
+``-dw`` with depthwise temporal convolutions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+from torch import nn
+
+from avid_model.registry import create_model
+from avid_model.video_encoder import R2Plus1D18
+from bench.common import markdown_table, write_json
+from training.clips import decode_media
+
+FRAMES, WINDOW, SIDE, CROP = 20, 16, 73, 64
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1, 1)
+
+
+class FrameCNN(nn.Module):
+    """Per-frame CNN; ``temporal`` adds a (3x1x1) or (1x1x1) conv after each spatial one."""
+
+    def __init__(self, temporal: str = "none", layers: int = 4) -> None:
+        super().__init__()
+        widths = [32, 64, 64, 128] + [128] * (layers - 4)
+        body: list[nn.Module] = []
+        channels = 3
+        for k, width in enumerate(widths):
+            stride = 2 if k < 4 else 1
+            body.append(
+                nn.Conv3d(channels, width, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False)
+            )
+            if temporal in ("full", "full-id", "dw"):
+                groups = width if temporal == "dw" else 1
+                conv = nn.Conv3d(width, width, (3, 1, 1), 1, (1, 0, 0), bias=False, groups=groups)
+                if temporal == "full-id":
+                    with torch.no_grad():
+                        conv.weight.zero_()
+                        conv.weight[:, :, 1, 0, 0] = torch.eye(width)
+                body.append(conv)
+            elif temporal == "mix1x1":
+                body.append(nn.Conv3d(width, width, 1, bias=False))
+            body += [nn.BatchNorm3d(width), nn.ReLU()]
+            channels = width
+        self.body = nn.Sequential(*body)
+        self.out_dim = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).amax(dim=(2, 3, 4))
+
+
+def _tiny(temporal: str) -> nn.Module:
+    widths = create_model("avid-tiny").config.video_widths
+    return R2Plus1D18(widths, "depthwise" if temporal == "dw" else "full")
+
+
+VARIANTS: dict[str, Callable[[], nn.Module]] = {
+    "cnn": lambda: FrameCNN(),
+    "cnn+tmp-full": lambda: FrameCNN("full"),
+    "cnn+tmp-full-id": lambda: FrameCNN("full-id"),
+    "cnn+tmp-dw": lambda: FrameCNN("dw"),
+    "cnn+mix1x1": lambda: FrameCNN("mix1x1"),
+    "cnn 8-layer": lambda: FrameCNN(layers=8),
+    "r2p1d-tiny": lambda: _tiny("full"),
+    "r2p1d-tiny-dw": lambda: _tiny("dw"),
+}
+
+
+def load_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 20, 73, 73, 3) uint8 frames at 8 fps and (N,) labels of one manifest split."""
+    cfg = replace(create_model("avid-tiny").preprocess, crop_size=CROP, clip_frames=WINDOW, fps=8)
+    rows = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines()]
+    frames, labels = [], []
+    for row in rows:
+        if row.get("split") != split:
+            continue
+        clip = decode_media(root / row["path"], cfg).frames
+        assert clip is not None, row["path"]
+        clip = clip[:FRAMES]
+        if clip.shape[0] < FRAMES:
+            clip = torch.cat([clip, clip[-1:].expand(FRAMES - clip.shape[0], *clip.shape[1:])])
+        frames.append(clip)
+        labels.append(int(row["label"]))
+    return torch.stack(frames), torch.tensor(labels)
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, H, W, 3) uint8 -> (B, 3, T, H, W) float, ImageNet mean / std."""
+    return (x.permute(0, 4, 1, 2, 3).float() / 255 - MEAN) / STD
+
+
+def train_batch(frames: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    out = []
+    for i in idx.tolist():
+        t0 = int(torch.randint(0, FRAMES - WINDOW + 1, ()))
+        v = frames[i, t0 : t0 + WINDOW].permute(0, 3, 1, 2)
+        scale = float(torch.empty(()).uniform_(0.7, 1.0))
+        ratio = math.exp(float(torch.empty(()).uniform_(math.log(3 / 4), math.log(4 / 3))))
+        w = min(SIDE, round(math.sqrt(scale * SIDE * SIDE * ratio)))
+        h = min(SIDE, round(math.sqrt(scale * SIDE * SIDE / ratio)))
+        y0 = int(torch.randint(0, SIDE - h + 1, ()))
+        x0 = int(torch.randint(0, SIDE - w + 1, ()))
+        v = TF.resized_crop(v, y0, x0, h, w, [CROP, CROP], antialias=True)
+        out.append(v.permute(0, 2, 3, 1))
+    return _normalise(torch.stack(out))
+
+
+def test_inputs(frames: torch.Tensor) -> torch.Tensor:
+    start = (FRAMES - WINDOW) // 2
+    v = frames[:, start : start + WINDOW].permute(0, 1, 4, 2, 3).reshape(-1, 3, SIDE, SIDE)
+    v = TF.center_crop(v, [CROP, CROP])
+    return _normalise(v.reshape(frames.shape[0], WINDOW, 3, CROP, CROP).permute(0, 1, 3, 4, 2))
+
+
+def run_variant(
+    name: str, data: dict[str, tuple[torch.Tensor, torch.Tensor]], steps: int, seed: int
+) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    tower = VARIANTS[name]()
+    out_dim = tower.out_dim
+    assert isinstance(out_dim, int)
+    net = nn.Sequential(tower, nn.Linear(out_dim, 10))
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.0)
+    x, y = data["train"]
+    started, accuracies = time.perf_counter(), []
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (64,))
+        logits = net(train_batch(x, idx))
+        loss = F.cross_entropy(logits, y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        accuracies.append(float((logits.argmax(1) == y[idx]).float().mean()))
+    seconds = time.perf_counter() - started
+    net.eval()
+    xt, yt = data["test"]
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(xt), 100):
+            correct += int((net(xt[i : i + 100]).argmax(1) == yt[i : i + 100]).sum())
+    last = accuracies[-25:]
+    return {
+        "variant": name,
+        "params": sum(p.numel() for p in net.parameters()),
+        "steps": steps,
+        "train acc (last 25)": sum(last) / len(last),
+        "test acc": correct / len(xt),
+        "seconds": seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("data/avdigits"))
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=Path("bench/results/video_tower.json"))
+    args = parser.parse_args()
+    test_x, test_y = load_split(args.data, "test")
+    data = {"train": load_split(args.data, "train"), "test": (test_inputs(test_x), test_y)}
+    rows = []
+    for name in args.variants:
+        rows.append(run_variant(name, data, args.steps, args.seed))
+        print(json.dumps(rows[-1]), flush=True)
+    columns = ["variant", "params", "steps", "train acc (last 25)", "test acc", "seconds"]
+    print(markdown_table(rows, columns))
+    write_json(
+        args.json,
+        {
+            "machine": platform.platform(),
+            "args": vars(args) | {"data": str(args.data), "json": str(args.json)},
+            "rows": rows,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
