@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from services.dependencies import Authenticated, StoreDep
 from services.index import ItemKind, ItemNotFound
+from services.routes.params import Limit, Offset
 from services.schemas import ERROR_RESPONSES, ItemOut, ItemPage
 
 router = APIRouter(tags=["items"], dependencies=[Authenticated])
@@ -16,8 +15,8 @@ router = APIRouter(tags=["items"], dependencies=[Authenticated])
 @router.get("/items", response_model=ItemPage, responses=ERROR_RESPONSES)
 def list_items(
     store: StoreDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Offset = 0,
+    limit: Limit = 50,
     kind: ItemKind | None = None,
 ) -> ItemPage:
     """A page of stored items, oldest first."""

@@ -11,13 +11,11 @@ from services.dependencies import Authenticated, StateDep
 from services.errors import ApiError
 from services.index import Modality
 from services.query import search_by_file, search_by_item
+from services.routes.params import At, AtForm, K, KForm
 from services.schemas import ERROR_RESPONSES, SearchResults
 from services.uploads import save_upload
 
 router = APIRouter(tags=["search"], dependencies=[Authenticated])
-
-K = Annotated[int, Query(ge=1, le=1000, description="how many items to return")]
-At = Annotated[float | None, Query(ge=0, description="query with the window at this time (s) only")]
 
 
 @router.get("/search", response_model=SearchResults, responses=ERROR_RESPONSES)
@@ -52,8 +50,8 @@ def search_upload(
             "audio: find sounds fitting the file's pictures"
         ),
     ],
-    k: Annotated[int, Form(ge=1, le=1000)] = 10,
-    at: Annotated[float | None, Form(ge=0)] = None,
+    k: KForm = 10,
+    at: AtForm = None,
 ) -> SearchResults:
     """Embed the uploaded file (nothing is stored) and search the ``target`` index with it."""
     settings = state.settings

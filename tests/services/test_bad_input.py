@@ -1,0 +1,69 @@
+"""Bad input over the real HTTP app: every out-of-range parameter or oversized field is a 4xx
+JSON error that names it, never a 500 (and never a dropped connection)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.app import create_app
+from services.routes.params import MAX_K, MAX_OFFSET, MAX_PAGE
+from tests.services.conftest import Media, service_settings
+from tests.services.test_api import assert_error, embed, upload
+
+
+@pytest.fixture(scope="module")
+def client(
+    checkpoint_dir: Path, media: Media, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    data_dir = tmp_path_factory.mktemp("bad-input-app")
+    settings = service_settings(checkpoint_dir, data_dir, max_upload_bytes=2_000_000)
+    with TestClient(create_app(settings)) as test_client:
+        embed(test_client, "video", media.videos[0], id="first")
+        yield test_client
+
+
+HUGE = 2**63  # one past SQLite's largest integer
+
+
+BAD_QUERIES: list[tuple[str, dict[str, Any], str]] = [
+    ("/items", {"offset": HUGE}, "offset"),
+    ("/items", {"offset": MAX_OFFSET + 1}, "offset"),
+    ("/items", {"offset": -1}, "offset"),
+    ("/items", {"limit": HUGE}, "limit"),
+    ("/items", {"limit": MAX_PAGE + 1}, "limit"),
+    ("/items", {"limit": 0}, "limit"),
+    ("/search", {"video": "first", "k": HUGE}, "k"),
+    ("/search", {"video": "first", "k": MAX_K + 1}, "k"),
+    ("/search", {"video": "first", "k": -(2**70)}, "k"),
+    ("/search", {"video": "first", "at": "inf"}, "at"),
+    ("/search", {"video": "first", "at": "nan"}, "at"),
+    ("/search", {"video": "first", "at": "1e999"}, "at"),
+]
+
+
+@pytest.mark.parametrize(("path", "params", "name"), BAD_QUERIES)
+def test_out_of_range_query_parameters_are_422_naming_them(
+    client: TestClient, path: str, params: dict[str, Any], name: str
+) -> None:
+    response = client.get(path, params=params)
+    assert_error(response, 422, "invalid_request", name)
+
+
+def test_the_largest_allowed_values_are_answered(client: TestClient) -> None:
+    page = client.get("/items", params={"offset": MAX_OFFSET, "limit": MAX_PAGE})
+    assert page.status_code == 200, page.text
+    assert page.json()["items"] == []
+    assert page.json()["offset"] == MAX_OFFSET
+    hits = client.get("/search", params={"video": "first", "k": MAX_K})
+    assert hits.status_code == 200, hits.text
+
+
+def test_out_of_range_search_form_fields_are_422(client: TestClient, media: Media) -> None:
+    for data, name in (({"k": HUGE}, "k"), ({"k": MAX_K + 1}, "k"), ({"at": "inf"}, "at")):
+        response = client.post("/search", files=upload(media.wav), data={"target": "video", **data})
+        assert_error(response, 422, "invalid_request", name)
