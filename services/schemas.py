@@ -110,7 +110,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "missing or wrong API key"),
         (404, "unknown item or job"),
         (409, "conflicting id, or an item of another model version"),
-        (413, "upload, duration or resolution over a limit"),
+        (413, "upload, metadata, duration or resolution over a limit"),
         (422, "bad parameters, or media that cannot be used"),
     )
 }

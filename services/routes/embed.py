@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -25,9 +26,20 @@ IdField = Annotated[
     str | None,
     Form(pattern=ITEM_ID_PATTERN, description="item id to use (default: a random one)"),
 ]
-MetadataField = Annotated[str | None, Form(description="a JSON object stored with the item")]
+MAX_METADATA_BYTES = 64 * 1024
+MAX_METADATA_DEPTH = 32
+MetadataField = Annotated[
+    str | None,
+    Form(
+        description=f"a JSON object stored with the item: at most {MAX_METADATA_BYTES} bytes, "
+        f"nested at most {MAX_METADATA_DEPTH} deep"
+    ),
+]
 StoreField = Annotated[bool, Form(description="false: embed only, store nothing")]
 WindowsField = Annotated[bool, Form(description="also return per-window vectors")]
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[][{}]")
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": JobAccepted, "description": "a long file: embedded as a background job"},
@@ -35,12 +47,42 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _nesting_depth(raw: str) -> int:
+    """How deep arrays and objects nest in JSON text, counted without parsing it (a parser
+    recurses, so text nested thousands deep would exhaust Python's stack)."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_JSON_STRING.sub('""', raw)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_metadata(raw: str | None) -> dict[str, Any]:
+    """The ``metadata`` form field as a dict; checked before the upload is saved or embedded:
+    at most ``MAX_METADATA_BYTES`` of JSON (else 413), nested at most ``MAX_METADATA_DEPTH``
+    deep, a JSON object with no NaN or Infinity (else 422)."""
     if raw is None or not raw.strip():
         return {}
+    size = len(raw.encode())
+    if size > MAX_METADATA_BYTES:
+        raise ApiError(
+            413,
+            "too_large",
+            f"metadata is {size} bytes of JSON, over the limit of {MAX_METADATA_BYTES} bytes",
+        )
+    if _nesting_depth(raw) > MAX_METADATA_DEPTH:
+        raise ApiError(
+            422,
+            "invalid_metadata",
+            f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels",
+        )
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
+        value = json.loads(raw, parse_constant=_refuse_constant)
+    except ValueError as exc:  # JSONDecodeError, or NaN / Infinity
         raise ApiError(422, "invalid_metadata", f"metadata is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise ApiError(422, "invalid_metadata", "metadata must be a JSON object")

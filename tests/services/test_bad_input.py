@@ -3,6 +3,7 @@ JSON error that names it, never a 500 (and never a dropped connection)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.app import create_app
+from services.routes.embed import MAX_METADATA_BYTES, MAX_METADATA_DEPTH
 from services.routes.params import MAX_K, MAX_OFFSET, MAX_PAGE
 from tests.services.conftest import Media, service_settings
-from tests.services.test_api import assert_error, embed, upload
+from tests.services.test_api import assert_error, embed, total, upload
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +69,50 @@ def test_out_of_range_search_form_fields_are_422(client: TestClient, media: Medi
     for data, name in (({"k": HUGE}, "k"), ({"k": MAX_K + 1}, "k"), ({"at": "inf"}, "at")):
         response = client.post("/search", files=upload(media.wav), data={"target": "video", **data})
         assert_error(response, 422, "invalid_request", name)
+
+
+def nested(depth: int) -> str:
+    """A JSON object ``depth`` levels deep: {"a": [[...[1]...]]}."""
+    return '{"a": ' + "[" * (depth - 1) + "1" + "]" * (depth - 1) + "}"
+
+
+def test_metadata_nesting_and_size_are_bounded_before_embedding(
+    client: TestClient, media: Media, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = client.app.state.services  # type: ignore[attr-defined]
+
+    def must_not_embed(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the model ran before the metadata was checked")
+
+    monkeypatch.setattr(state.backend, "embed_file", must_not_embed)
+    before = total(client)
+    stored_media = sorted(state.settings.media_dir.iterdir())
+    too_big = json.dumps({"text": "x" * MAX_METADATA_BYTES})
+    cases = [
+        (nested(5000), 422, "invalid_metadata", f"deeper than {MAX_METADATA_DEPTH}"),
+        (nested(MAX_METADATA_DEPTH + 1), 422, "invalid_metadata", str(MAX_METADATA_DEPTH)),
+        ("[" * 60_000, 422, "invalid_metadata", str(MAX_METADATA_DEPTH)),
+        (too_big, 413, "too_large", str(MAX_METADATA_BYTES)),
+        ('{"x": NaN}', 422, "invalid_metadata", "NaN"),
+    ]
+    for metadata, status, code, words in cases:
+        for kind, path in (("video", media.videos[1]), ("audio", media.wav)):
+            response = client.post(
+                f"/embed/{kind}", files=upload(path), data={"metadata": metadata}
+            )
+            assert_error(response, status, code, "metadata", words)
+    # Over the multipart parser's own limit for a form field (1 MiB): its 4xx, still JSON.
+    response = client.post(
+        "/embed/video", files=upload(media.videos[1]), data={"metadata": "[" * 2_000_000}
+    )
+    assert_error(response, 400, "bad_request", "maximum size")
+    assert total(client) == before
+    assert sorted(state.settings.media_dir.iterdir()) == stored_media
+    assert list(state.settings.scratch_dir.iterdir()) == []
+
+
+def test_metadata_at_the_limits_is_stored(client: TestClient, media: Media) -> None:
+    deep = json.loads(nested(MAX_METADATA_DEPTH))
+    deep["text"] = '[{"\\' * 100  # brackets inside strings do not count as nesting
+    body = embed(client, "audio", media.wav, id="deep", metadata=deep)
+    assert client.get(f"/items/{body['id']}").json()["metadata"] == deep
