@@ -57,7 +57,8 @@ def describe(exc: Exception) -> tuple[int, str, str]:
     if isinstance(exc, ItemNotFound | JobNotFound):
         return 404, "not_found", str(exc)
     if isinstance(exc, ItemExists):
-        return 409, "conflict", str(exc)
+        hint = f"; DELETE /items/{exc.item_id} first to store this upload in its place"
+        return 409, "conflict", f"{exc}{hint if exc.item_id else ''}"
     if isinstance(exc, ModelVersionMismatch):
         return 409, "model_version_mismatch", f"{exc}; run `avid reindex`"
     if isinstance(exc, WindowNotFound):

@@ -161,8 +161,9 @@ def embed_and_store(
             )
             if record.kind != request.kind:
                 raise ItemExists(
-                    f"this file is already stored as {record.kind} item {record.item_id!r}; "
-                    f"delete it first to store it as a {request.kind} item"
+                    f"this file is already stored as {record.kind} item {record.item_id!r} "
+                    f"(a file is stored once, as one kind of item)",
+                    item_id=record.item_id,
                 )
             item_id = record.item_id
     except BaseException:

@@ -18,7 +18,11 @@ class ItemNotFound(IndexStoreError):
 
 class ItemExists(IndexStoreError):
     """An item with this id (or this content under this model version) already exists and
-    differs from the one being written."""
+    differs from the one being written; ``item_id`` is the stored item in the way."""
+
+    def __init__(self, message: str, item_id: str | None = None) -> None:
+        super().__init__(message)
+        self.item_id = item_id
 
 
 class ModelVersionMismatch(IndexStoreError):

@@ -228,7 +228,8 @@ class IndexStore:
                     return same_id
                 raise ItemExists(
                     f"item {item.item_id!r} already exists with other content or another model "
-                    f"version ({same_id.model_version!r}); use replace_item to re-embed it"
+                    f"version ({same_id.model_version!r})",
+                    item_id=item.item_id,
                 )
         return self._db.find_by_content(item.content_hash, item.model_version, tx)
 

@@ -116,3 +116,21 @@ def test_metadata_at_the_limits_is_stored(client: TestClient, media: Media) -> N
     deep["text"] = '[{"\\' * 100  # brackets inside strings do not count as nesting
     body = embed(client, "audio", media.wav, id="deep", metadata=deep)
     assert client.get(f"/items/{body['id']}").json()["metadata"] == deep
+
+
+def test_conflict_messages_name_the_http_action_that_resolves_them(
+    client: TestClient, media: Media
+) -> None:
+    embed(client, "video", media.short_video, id="taken")
+    other = upload(media.videos[2])
+    response = client.post("/embed/video", files=other, data={"id": "taken"})
+    assert_error(response, 409, "conflict", "'taken'", "DELETE /items/taken")
+    assert "replace_item" not in response.json()["error"]["message"]
+    # The advice works: delete, then the same upload is stored under the id.
+    assert client.delete("/items/taken").status_code == 204
+    assert embed(client, "video", media.videos[2], id="taken")["id"] == "taken"
+    # A file stored as a video item becomes an audio item only once that item is deleted.
+    response = client.post("/embed/audio", files=upload(media.videos[2]))
+    assert_error(response, 409, "conflict", "video item 'taken'", "DELETE /items/taken")
+    assert client.delete("/items/taken").status_code == 204
+    assert embed(client, "audio", media.videos[2])["kind"] == "audio"
