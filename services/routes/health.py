@@ -1,4 +1,6 @@
-"""``/healthz`` (alive), ``/readyz`` (ready to serve), ``/metrics`` (Prometheus text)."""
+"""``/healthz`` (alive), ``/readyz`` (ready to serve), ``/metrics`` (Prometheus text).
+
+The two probes answer ``HEAD`` as well as ``GET`` (load balancers and uptime checkers send it)."""
 
 from __future__ import annotations
 
@@ -15,12 +17,14 @@ from services.state import ServiceState
 router = APIRouter(tags=["health"])
 
 
+@router.head("/healthz", include_in_schema=False)
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     """The process answers."""
     return {"status": "ok"}
 
 
+@router.head("/readyz", include_in_schema=False)
 @router.get("/readyz", responses={503: {"description": "not ready (see checks)"}})
 def readyz(request: Request) -> JSONResponse:
     """Model loaded and index open (and the broker reachable, where one is configured)."""

@@ -134,3 +134,10 @@ def test_conflict_messages_name_the_http_action_that_resolves_them(
     assert_error(response, 409, "conflict", "video item 'taken'", "DELETE /items/taken")
     assert client.delete("/items/taken").status_code == 204
     assert embed(client, "audio", media.videos[2])["kind"] == "audio"
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_health_probes_answer_head(client: TestClient, path: str) -> None:
+    response = client.head(path)
+    assert response.status_code == 200
+    assert response.content == b""
