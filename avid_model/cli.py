@@ -18,7 +18,17 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 
 class CommandError(Exception):
-    """A user-facing failure: printed as ``avid: error: ...`` with exit status 2."""
+    """A user-facing failure: printed as ``avid COMMAND: error: ...`` with exit status 2.
+
+    ``main`` reports a ``MediaError`` and an ``OSError`` (a missing, unreadable or unwritable
+    file) the same way: one line on stderr, no traceback."""
+
+
+def _os_error_text(exc: OSError) -> str:
+    """``path: reason`` for errors raised by ``open`` & co.; the message for the others."""
+    if exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 def positive_int(text: str) -> int:
@@ -55,9 +65,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CommandError, MediaError) as exc:
         print(f"avid {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"avid {args.command}: error: {_os_error_text(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # ``python -m avid_model.cli``: run the imported module's main, whose CommandError is the
+    # one the commands raise (this file, run as __main__, defines a second, different class).
+    from avid_model.cli import main as package_main
+
+    sys.exit(package_main())

@@ -171,8 +171,11 @@ def _check_limits(
 def _open(path: str | Path, limits: MediaLimits) -> Iterator[tuple[InputContainer, MediaInfo]]:
     """Open a media file, check it against `limits`; FFmpeg errors inside become MediaErrors."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise FileNotFoundError(f"no such media file: {p}")
+    if not p.is_file():
+        what = "a directory" if p.is_dir() else "not a regular file"
+        raise UnreadableMediaError(f"is {what}, not a media file", path=p)
     size = p.stat().st_size
     if size == 0:
         raise EmptyMediaError("is empty (0 bytes)", path=p)
