@@ -12,7 +12,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from avid_model.checkpoint import CheckpointError, load_checkpoint, read_metadata
+from avid_model.checkpoint import (
+    DEFAULT_CHECKPOINT,
+    CheckpointError,
+    load_checkpoint,
+    read_metadata,
+)
 from avid_model.cli import CommandError
 from avid_model.errors import MediaError
 from avid_model.features import SpectrogramStats
@@ -60,9 +65,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--checkpoint", type=Path, help="a checkpoint directory")
     group.add_argument(
-        "--model", default="avid-tiny", help="a registered name, randomly initialised"
+        "--checkpoint",
+        type=Path,
+        help=f"a checkpoint directory (default: {DEFAULT_CHECKPOINT}, as `avid serve`)",
+    )
+    group.add_argument(
+        "--model", help="a registered name, randomly initialised (random weights, no checkpoint)"
     )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
@@ -71,10 +80,15 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 def _load_model(args: argparse.Namespace) -> AVIDModel:
     try:
-        if args.checkpoint is not None:
-            return load_checkpoint(args.checkpoint)
-        torch.manual_seed(0)
-        return create_model(args.model).eval()
+        if args.model is not None:
+            torch.manual_seed(0)
+            return create_model(args.model).eval()
+        if args.checkpoint is None and not DEFAULT_CHECKPOINT.exists():
+            raise CommandError(
+                f"no checkpoint given and the default {DEFAULT_CHECKPOINT} does not exist: "
+                "pass --checkpoint DIR, or --model NAME for random weights"
+            )
+        return load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT)
     except (CheckpointError, UnknownModelError) as exc:
         raise CommandError(str(exc)) from exc
 

@@ -14,10 +14,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from avid_model.checkpoint import DEFAULT_CHECKPOINT
 from services.index import IndexType
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "avid-tiny-avdigits"
 
 
 class StartupError(RuntimeError):

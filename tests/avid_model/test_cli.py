@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -103,3 +104,38 @@ def test_os_errors_of_any_command_are_one_line(
     code, err = run_main(capsys, "embed", str(sample), "--device", "cpu", "--json", str(out))
     assert code == 2
     assert_one_line_error(err, "embed", str(out), "No such file or directory")
+
+
+def test_embed_without_weights_named_uses_the_servers_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No --checkpoint and no --model: the committed checkpoint, as `avid serve`, never random
+    weights in silence."""
+    sample = tmp_path / "sample.mp4"
+    commands.write_sample(sample, seconds=1.0)
+    versions = {}
+    for name, extra in (
+        ("default", []),
+        ("checkpoint", ["--checkpoint", str(commands.DEFAULT_CHECKPOINT)]),
+        ("random", ["--model", "avid-tiny"]),
+    ):
+        out = tmp_path / f"{name}.json"
+        code, _ = run_main(
+            capsys, "embed", str(sample), "--device", "cpu", "--json", str(out), *extra
+        )
+        assert code == 0
+        versions[name] = json.loads(out.read_text())
+    assert versions["default"]["model_version"] == versions["checkpoint"]["model_version"]
+    assert versions["default"]["audio"] == versions["checkpoint"]["audio"]
+    assert versions["default"]["audio"] != versions["random"]["audio"]
+
+
+def test_embed_with_no_default_checkpoint_says_how_to_choose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(commands, "DEFAULT_CHECKPOINT", tmp_path / "no-model")
+    sample = tmp_path / "sample.mp4"
+    commands.write_sample(sample, seconds=1.0)
+    code, err = run_main(capsys, "embed", str(sample), "--device", "cpu")
+    assert code == 2
+    assert_one_line_error(err, "embed", "no-model", "--checkpoint", "--model")
