@@ -256,6 +256,16 @@ def _share(value: float, supervised: float) -> float:
 
 # A supervised probe below this says the tower, not the self-supervised method, is at fault.
 HEALTHY_BOUND = 0.95
+# What docs/video_tower.md found when the video bound is low (issue 8, item 1).
+VIDEO_TOWER_CAUSE = (
+    "Why the video tower falls short (docs/video_tower.md): scored like the test split, the "
+    "train clips are mostly right and the test clips at chance, so on 1,400 train clips the "
+    "tiny R(2+1)D memorises what is unique to each clip (its colours) instead of reading the "
+    "pulsing digit; on 7,000 the memorisation goes but it still learns nothing in 800 steps. "
+    "Cut after conv3x, the same blocks learn and generalise, and a full temporal convolution "
+    "only delays a per-frame CNN by about 200 steps: the late stages fail, not the (2+1)D "
+    "blocks."
+)
 
 
 def _upper_bound(by_row: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -305,6 +315,8 @@ def _upper_bound(by_row: dict[str, list[dict[str, Any]]]) -> list[str]:
             f"{'that column' if len(weak) == 1 else 'those columns'} says anything about "
             "the method (docs/video_tower.md)."
         )
+    if "video probe conv5x" in weak:
+        lines.append(VIDEO_TOWER_CAUSE)
     lines.append("")
     if learnt:
         lines += [

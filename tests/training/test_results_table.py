@@ -119,6 +119,7 @@ def test_supervised_row_is_the_upper_bound_each_row_is_measured_against() -> Non
     assert "- random init: video probe conv5x 0.00, audio probe block4 1.00\n" in text
     # Both bounds below 0.95: the table says the towers are broken, not the method.
     assert "video probe conv5x and audio probe block4 are below 0.95 with the labels" in text
+    assert "Why the video tower falls short" in text
     # 0.11 vs chance 0.1 on 1,000 items is within noise: no share is computed for it.
     by_row["supervised"] = [_result("supervised", 0, 0.11, 0.11)]
     text = results_document(by_row, "cmd")
@@ -127,6 +128,7 @@ def test_supervised_row_is_the_upper_bound_each_row_is_measured_against() -> Non
     by_row["supervised"] = [_result("supervised", 0, 0.97, 0.96)]
     text = results_document(by_row, "cmd")
     assert "The bound gates every reading above: audio probe block4 is below 0.95" in text
+    assert "Why the video tower falls short" not in text
     assert "## The supervised upper bound" not in results_document({"cross": by_row["cross"]}, "")
 
 
