@@ -18,10 +18,9 @@ temporal convolution after every spatial one (before the BN, so no extra non-lin
 ``+tmp-full-id`` the same initialised to the identity, ``+tmp-dw`` a depthwise one (one
 3-tap filter per channel), ``+mix1x1`` a 1x1x1 channel mixing instead (no time),
 ``8-layer`` four more stride-1 layers, ``k5`` 5x5 spatial kernels (a receptive field of 61 px,
-nearly the whole 64 px frame, against 31 px with 3x3). ``r2p1d-tiny`` is ``avid-tiny``'s R(2+1)D
-tower,
-``-dw`` with depthwise temporal convolutions, ``-dw@conv3x`` / ``@conv4x`` that tower cut after
-conv3x / conv4x (a global max over that map: a smaller receptive field, fewer layers).
+nearly the whole 64 px frame, against 31 px with 3x3). ``r2p1d-tiny`` is ``avid-tiny``'s
+R(2+1)D tower, ``-dw`` with depthwise temporal convolutions, ``-dw@conv3x`` / ``@conv4x`` that
+tower cut after conv3x / conv4x (a global max over that map: fewer layers and parameters).
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 
 from avid_model.registry import create_model
-from avid_model.video_encoder import R2Plus1D18
+from avid_model.video_encoder import VIDEO_STAGES, R2Plus1D18
 from bench.common import markdown_table, write_json
 from training.clips import decode_media
 
@@ -96,14 +95,13 @@ def _tiny(temporal: str) -> R2Plus1D18:
 
 
 class Truncated(nn.Module):
-    """An R(2+1)D tower cut after ``stage``, global max over its map (a smaller receptive field)."""
+    """An R(2+1)D tower cut after ``stage``, with a global max over that stage's map."""
 
     def __init__(self, tower: R2Plus1D18, stage: str) -> None:
         super().__init__()
-        stages = ["conv2x", "conv3x", "conv4x", "conv5x"]
-        kept = stages[: stages.index(stage) + 1]
-        self.body = nn.Sequential(tower.conv1, *(getattr(tower, name) for name in kept))
-        self.out_dim = create_model("avid-tiny").config.video_widths[len(kept)]
+        kept = [getattr(tower, name) for name in VIDEO_STAGES[: VIDEO_STAGES.index(stage) + 1]]
+        self.body = nn.Sequential(tower.conv1, *kept)
+        self.out_dim = kept[-1][-1].out_bn.num_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x).amax(dim=(2, 3, 4))
