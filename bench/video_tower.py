@@ -21,6 +21,9 @@ temporal convolution after every spatial one (before the BN, so no extra non-lin
 nearly the whole 64 px frame, against 31 px with 3x3). ``r2p1d-tiny`` is ``avid-tiny``'s
 R(2+1)D tower, ``-dw`` with depthwise temporal convolutions, ``-dw@conv3x`` / ``@conv4x`` that
 tower cut after conv3x / conv4x (a global max over that map: fewer layers and parameters).
+``-zi`` zero-initialises every block's last temporal convolution (each block starts as its
+shortcut, as torchvision's ``zero_init_residual``); ``/32`` feeds the tower frames resized to
+32 px (bilinear, antialiased), a quarter of the pixels.
 """
 
 from __future__ import annotations
@@ -107,6 +110,29 @@ class Truncated(nn.Module):
         return self.body(x).amax(dim=(2, 3, 4))
 
 
+def _zero_init(tower: R2Plus1D18) -> R2Plus1D18:
+    """Every block's last temporal convolution set to zero: each block starts as its shortcut."""
+    for stage in VIDEO_STAGES:
+        for block in getattr(tower, stage):
+            nn.init.zeros_(block.tmp_conv2.weight)
+    return tower
+
+
+class Downsampled(nn.Module):
+    """A tower fed frames resized to ``side`` pixels (bilinear, antialiased)."""
+
+    def __init__(self, tower: nn.Module, side: int) -> None:
+        super().__init__()
+        self.tower, self.side = tower, side
+        self.out_dim = tower.out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        frames = x.transpose(1, 2).reshape(b * t, c, h, w)
+        frames = F.interpolate(frames, size=(self.side, self.side), mode="bilinear", antialias=True)
+        return self.tower(frames.reshape(b, t, c, self.side, self.side).transpose(1, 2))
+
+
 VARIANTS: dict[str, Callable[[], nn.Module]] = {
     "cnn": lambda: FrameCNN(),
     "cnn+tmp-full": lambda: FrameCNN("full"),
@@ -119,6 +145,10 @@ VARIANTS: dict[str, Callable[[], nn.Module]] = {
     "r2p1d-tiny-dw": lambda: _tiny("dw"),
     "r2p1d-tiny-dw@conv3x": lambda: Truncated(_tiny("dw"), "conv3x"),
     "r2p1d-tiny-dw@conv4x": lambda: Truncated(_tiny("dw"), "conv4x"),
+    "r2p1d-tiny-zi": lambda: _zero_init(_tiny("full")),
+    "r2p1d-tiny-dw-zi": lambda: _zero_init(_tiny("dw")),
+    "r2p1d-tiny-dw-zi/32": lambda: Downsampled(_zero_init(_tiny("dw")), 32),
+    "cnn+tmp-dw/32": lambda: Downsampled(FrameCNN("dw"), 32),
 }
 
 
