@@ -21,9 +21,10 @@ temporal convolution after every spatial one (before the BN, so no extra non-lin
 nearly the whole 64 px frame, against 31 px with 3x3). ``r2p1d-tiny`` is ``avid-tiny``'s
 R(2+1)D tower, ``-dw`` with depthwise temporal convolutions, ``-dw@conv3x`` / ``@conv4x`` that
 tower cut after conv3x / conv4x (a global max over that map: fewer layers and parameters).
-``-zi`` zero-initialises every block's last temporal convolution (each block starts as its
-shortcut, as torchvision's ``zero_init_residual``); ``/32`` feeds the tower frames resized to
-32 px (bilinear, antialiased), a quarter of the pixels.
+``-zi`` zero-initialises every block's last temporal convolution, so the residual branch
+starts at zero and each block as ``relu(out_bn(shortcut))`` (batch norm follows the sum here;
+torchvision's ``zero_init_residual`` zeroes a BN before the sum instead); ``/32`` resizes the
+64 px crops to 32 px (bilinear, antialiased) inside the tower, a quarter of the pixels.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class Truncated(nn.Module):
 
 
 def _zero_init(tower: R2Plus1D18) -> R2Plus1D18:
-    """Every block's last temporal convolution set to zero: each block starts as its shortcut."""
+    """Every block's last temporal convolution set to zero: its residual branch starts at zero."""
     for stage in VIDEO_STAGES:
         for block in getattr(tower, stage):
             nn.init.zeros_(block.tmp_conv2.weight)
