@@ -11,7 +11,7 @@ from torch import nn
 
 from avid_model.audio_encoder import Conv2D10
 from avid_model.features import PreprocessConfig, SpectrogramStats
-from avid_model.video_encoder import R2Plus1D18, TemporalMixing
+from avid_model.video_encoder import Conv2Plus1D4, R2Plus1D18, TemporalMixing, VideoArch
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,9 @@ class ModelConfig:
     embed_dim: int = 128
     # Temporal convolutions of the video blocks: "full" (the paper) or "depthwise".
     video_temporal: TemporalMixing = "full"
+    # The video tower: the paper's R(2+1)D-18 ("r2plus1d-18"; widths are stem + 4 stages) or
+    # the 4-layer CPU tower of ``avid-lite`` ("conv2plus1d-4"; widths are its 4 stages).
+    video_arch: VideoArch = "r2plus1d-18"
     description: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -37,6 +40,16 @@ class ModelConfig:
             if key in known:
                 known[key] = tuple(int(w) for w in known[key])
         return cls(**known)
+
+
+def build_video_encoder(config: ModelConfig) -> R2Plus1D18 | Conv2Plus1D4:
+    if config.video_arch == "r2plus1d-18":
+        return R2Plus1D18(config.video_widths, config.video_temporal)
+    if config.video_arch == "conv2plus1d-4":
+        return Conv2Plus1D4(config.video_widths)
+    raise ValueError(
+        f"video_arch must be 'r2plus1d-18' or 'conv2plus1d-4', got {config.video_arch!r}"
+    )
 
 
 class ProjectionHead(nn.Module):
@@ -80,7 +93,7 @@ class AVIDModel(nn.Module):
         self.spectrogram_stats = spectrogram_stats or SpectrogramStats.identity()
         # Stamped on every vector by the service; set from the content hash when loaded.
         self.model_version = f"{config.name}-untrained"
-        self.video_encoder = R2Plus1D18(config.video_widths, config.video_temporal)
+        self.video_encoder = build_video_encoder(config)
         self.audio_encoder = Conv2D10(config.audio_widths)
         self.video_head = ProjectionHead(
             self.video_encoder.out_dim, config.head_hidden, config.embed_dim

@@ -61,3 +61,27 @@ register_model(
         description="Same structure, 1/4 of the widths: for CPU tests, demos and small runs.",
     )
 )
+register_model(
+    ModelConfig(
+        name="avid-lite",
+        video_arch="conv2plus1d-4",
+        video_widths=(32, 64, 64, 128),
+        audio_widths=(16, 16, 32, 64, 128),
+        head_hidden=128,
+        description=(
+            "CPU-sized: a 4-layer (2+1)D video CNN on frames and their differences at 32 px, "
+            "avid-tiny's audio tower on a 16 kHz spectrogram; the one that learns AV-Digits "
+            "on a CPU (docs/video_tower.md)."
+        ),
+    ),
+    PreprocessConfig(
+        fps=8,
+        clip_frames=16,
+        crop_size=32,
+        sample_rate=16000,
+        n_fft=512,
+        hop_length=320,
+        spec_frames=100,
+        freq_bins=129,
+    ),
+)

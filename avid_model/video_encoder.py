@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 VIDEO_STAGES = ("conv2x", "conv3x", "conv4x", "conv5x")
@@ -21,6 +22,7 @@ VIDEO_STAGES = ("conv2x", "conv3x", "conv4x", "conv5x")
 # channel mixing stays in the 1x3x3 spatial convolutions). See docs/results.md for why the
 # tiny configuration uses "depthwise".
 TemporalMixing = Literal["full", "depthwise"]
+VideoArch = Literal["r2plus1d-18", "conv2plus1d-4"]
 
 
 class R2Plus1DBlock(nn.Module):
@@ -121,4 +123,88 @@ class R2Plus1D18(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv1(x)
         y = self.conv5x(self.conv4x(self.conv3x(self.conv2x(y))))
+        return torch.flatten(self.pool(y), 1)
+
+
+class FrameDifference(nn.Module):
+    """Each frame beside its difference from the clip's mean frame: ``(B, 3, T, H, W) -> 6``.
+
+    What changes within a clip (a pulsing digit, a moving hand) stands out of what stays
+    (background, still objects): TSN's RGB-difference input, taken against the clip mean so
+    every frame gets one. No parameters.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x - x.mean(dim=2, keepdim=True)], dim=1)
+
+
+class DepthwiseTemporalConv(nn.Module):
+    """A depthwise (3x1x1) temporal convolution, zero-padded, no bias, as three shifted sums.
+
+    The same function and weight layout (``(C, 1, 3, 1, 1)``) as
+    ``nn.Conv3d(C, C, (3, 1, 1), padding=(1, 0, 0), groups=C, bias=False)``, whose grouped
+    kernel costs on a CPU about as much as a full convolution; three multiply-adds per element
+    cost a few percent of the tower's step.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        reference = nn.Conv3d(channels, channels, (3, 1, 1), groups=channels, bias=False)
+        self.weight = nn.Parameter(reference.weight.detach().clone())  # the Conv3d's init
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.view(1, -1, 3, 1, 1)
+        padded = F.pad(x, (0, 0, 0, 0, 1, 1))
+        frames = x.shape[2]
+        return (
+            padded[:, :, :frames] * w[:, :, 0:1]
+            + padded[:, :, 1 : frames + 1] * w[:, :, 1:2]
+            + padded[:, :, 2:] * w[:, :, 2:3]
+        )
+
+
+class Conv2Plus1D4(nn.Module):
+    """A 4-layer (2+1)D CNN for CPU-sized runs (``avid-lite``), not part of the paper.
+
+    Each stage: a 1x3x3 convolution with spatial stride 2, a depthwise 3x1x1 temporal
+    convolution (one 3-tap filter per channel; not in conv2x, whose map is the largest:
+    "top-heavy", as S3D found temporal convolutions pay off in the upper layers), batch norm,
+    ReLU; the input is the frames and
+    their difference from the clip mean (:class:`FrameDifference`); global max pooling.
+    ``widths`` = (conv2x, conv3x, conv4x, conv5x); stage names match :class:`R2Plus1D18`, so
+    the probes of ``training.evaluate`` read the same keys. docs/video_tower.md says why a tower
+    this shallow is the one that learns AV-Digits in a CPU budget.
+    """
+
+    def __init__(self, widths: Sequence[int] = (32, 64, 64, 128)) -> None:
+        super().__init__()
+        if len(widths) != 4:
+            raise ValueError(f"conv2plus1d-4 widths need 4 entries, got {len(widths)}")
+        self.conv1 = FrameDifference()
+        channels = 6
+        stages: list[nn.Sequential] = []
+        for index, width in enumerate(widths):
+            layers: list[nn.Module] = [
+                nn.Conv3d(channels, width, (1, 3, 3), (1, 2, 2), (0, 1, 1), bias=False)
+            ]
+            if index > 0:  # top-heavy: no temporal conv on the largest map (S3D's finding)
+                layers.append(DepthwiseTemporalConv(width))
+            layers += [nn.BatchNorm3d(width), nn.ReLU(inplace=True)]
+            stages.append(nn.Sequential(*layers))
+            channels = width
+        self.conv2x, self.conv3x, self.conv4x, self.conv5x = stages
+        self.pool = nn.AdaptiveMaxPool3d(1)
+        self.out_dim = channels
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``stem`` (the 6-channel input) and ``conv2x``..``conv5x``, each ``(B, C, T, H, W)``."""
+        features = {"stem": self.conv1(x)}
+        y = features["stem"]
+        for name in VIDEO_STAGES:
+            y = getattr(self, name)(y)
+            features[name] = y
+        return features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv5x(self.conv4x(self.conv3x(self.conv2x(self.conv1(x)))))
         return torch.flatten(self.pool(y), 1)

@@ -21,6 +21,8 @@ temporal convolution after every spatial one (before the BN, so no extra non-lin
 nearly the whole 64 px frame, against 31 px with 3x3). ``r2p1d-tiny`` is ``avid-tiny``'s
 R(2+1)D tower, ``-dw`` with depthwise temporal convolutions, ``-dw@conv3x`` / ``@conv4x`` that
 tower cut after conv3x / conv4x (a global max over that map: fewer layers and parameters).
+``+diff`` feeds the tower each frame beside its difference from the clip's mean frame (TSN's
+RGB difference; ``avid-lite``'s input), ``avid-lite`` is that registered tower.
 ``-zi`` zero-initialises every block's last temporal convolution, so the residual branch
 starts at zero and each block as ``relu(out_bn(shortcut))`` (batch norm follows the sum here;
 torchvision's ``zero_init_residual`` zeroes a BN before the sum instead); ``/32`` resizes the
@@ -57,11 +59,13 @@ STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1, 1)
 class FrameCNN(nn.Module):
     """Per-frame CNN; ``temporal`` adds a (3x1x1) or (1x1x1) conv after each spatial one."""
 
-    def __init__(self, temporal: str = "none", layers: int = 4, kernel: int = 3) -> None:
+    def __init__(
+        self, temporal: str = "none", layers: int = 4, kernel: int = 3, in_channels: int = 3
+    ) -> None:
         super().__init__()
         widths = [32, 64, 64, 128] + [128] * (layers - 4)
         body: list[nn.Module] = []
-        channels = 3
+        channels = in_channels
         for k, width in enumerate(widths):
             stride = 2 if k < 4 else 1
             body.append(
@@ -96,6 +100,16 @@ class FrameCNN(nn.Module):
 def _tiny(temporal: str) -> R2Plus1D18:
     widths = create_model("avid-tiny").config.video_widths
     return R2Plus1D18(widths, "depthwise" if temporal == "dw" else "full")
+
+
+def _tiny6(temporal: str) -> R2Plus1D18:
+    """``avid-tiny``'s tower with a 6-channel stem (frames and their differences)."""
+    tower = _tiny(temporal)
+    old = tower.conv1[0]
+    assert isinstance(old, nn.Conv3d)
+    shape: dict[str, Any] = {k: getattr(old, k) for k in ("kernel_size", "stride", "padding")}
+    tower.conv1[0] = nn.Conv3d(6, old.out_channels, bias=False, **shape)
+    return tower
 
 
 class Truncated(nn.Module):
@@ -134,6 +148,22 @@ class Downsampled(nn.Module):
         return self.tower(frames.reshape(b, t, c, self.side, self.side).transpose(1, 2))
 
 
+class WithDifference(nn.Module):
+    """Feeds a tower each frame beside its difference from the clip's mean frame (6 channels).
+
+    What changes in a clip (the pulsing digit) stands out of what stays (background, the
+    resting distractor): TSN's RGB-difference input, taken against the clip mean.
+    """
+
+    def __init__(self, tower: nn.Module) -> None:
+        super().__init__()
+        self.tower = tower
+        self.out_dim = tower.out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tower(torch.cat([x, x - x.mean(dim=2, keepdim=True)], dim=1))
+
+
 VARIANTS: dict[str, Callable[[], nn.Module]] = {
     "cnn": lambda: FrameCNN(),
     "cnn+tmp-full": lambda: FrameCNN("full"),
@@ -150,6 +180,11 @@ VARIANTS: dict[str, Callable[[], nn.Module]] = {
     "r2p1d-tiny-dw-zi": lambda: _zero_init(_tiny("dw")),
     "r2p1d-tiny-dw-zi/32": lambda: Downsampled(_zero_init(_tiny("dw")), 32),
     "cnn+tmp-dw/32": lambda: Downsampled(FrameCNN("dw"), 32),
+    "cnn/32": lambda: Downsampled(FrameCNN(), 32),
+    "cnn+diff/32": lambda: Downsampled(WithDifference(FrameCNN(in_channels=6)), 32),
+    "cnn+tmp-dw+diff/32": lambda: Downsampled(WithDifference(FrameCNN("dw", in_channels=6)), 32),
+    "r2p1d-tiny+diff/32": lambda: Downsampled(WithDifference(_tiny6("full")), 32),
+    "avid-lite/32": lambda: Downsampled(create_model("avid-lite").video_encoder, 32),
 }
 
 

@@ -104,6 +104,7 @@ def test_forward_returns_both_embeddings_and_backpropagates() -> None:
     model = create_model("avid-tiny")
     v, a = model(torch.randn(2, 3, 8, 64, 64), torch.randn(2, 1, 200, 257))
     (v * a).sum().backward()
+    assert isinstance(model.video_encoder, R2Plus1D18)
     assert model.video_encoder.conv1[0].weight.grad is not None
     assert model.audio_encoder.conv1[0].weight.grad is not None
 
