@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +12,9 @@ from torch import nn
 from avid_model.audio_encoder import Conv2D10
 from avid_model.features import PreprocessConfig, SpectrogramStats
 from avid_model.video_encoder import Conv2Plus1D4, R2Plus1D18, TemporalMixing, VideoArch
+
+
+HeadNorm = Literal["none", "batch"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,9 @@ class ModelConfig:
     # The video tower: the paper's R(2+1)D-18 ("r2plus1d-18"; widths are stem + 4 stages) or
     # the 4-layer CPU tower of ``avid-lite`` ("conv2plus1d-4"; widths are its 4 stages).
     video_arch: VideoArch = "r2plus1d-18"
+    # Projection heads: "none" (the paper) or "batch" (BatchNorm after each linear layer, the
+    # last without affine, as SimCLR's head; keeps a small model's embeddings from collapsing).
+    head_norm: HeadNorm = "none"
     description: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,17 +59,39 @@ def build_video_encoder(config: ModelConfig) -> R2Plus1D18 | Conv2Plus1D4:
 
 
 class ProjectionHead(nn.Module):
-    """Linear-ReLU-Linear-ReLU-Linear with bias, no normalisation layer: ``(B, in) -> (B, out)``."""
+    """Linear-ReLU-Linear-ReLU-Linear: ``(B, in) -> (B, out)``.
 
-    def __init__(self, in_dim: int = 512, hidden: int = 512, out_dim: int = 128) -> None:
+    ``norm="none"`` (the paper): biases, no normalisation layer. ``norm="batch"``: each linear
+    layer is followed by BatchNorm1d (no bias before it; the last BN has no affine), so every
+    output dimension is centred over the batch and no input-independent direction can dominate
+    the embedding.
+    """
+
+    def __init__(
+        self, in_dim: int = 512, hidden: int = 512, out_dim: int = 128, norm: HeadNorm = "none"
+    ) -> None:
         super().__init__()
-        self.projection = nn.Sequential(
-            nn.Linear(in_dim, hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden, out_dim),
-        )
+        if norm == "none":
+            self.projection = nn.Sequential(
+                nn.Linear(in_dim, hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(hidden, hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(hidden, out_dim),
+            )
+        elif norm == "batch":
+            self.projection = nn.Sequential(
+                nn.Linear(in_dim, hidden, bias=False),
+                nn.BatchNorm1d(hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(hidden, hidden, bias=False),
+                nn.BatchNorm1d(hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(hidden, out_dim, bias=False),
+                nn.BatchNorm1d(out_dim, affine=False),
+            )
+        else:
+            raise ValueError(f"head norm must be 'none' or 'batch', got {norm!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projection(x)
@@ -96,10 +124,10 @@ class AVIDModel(nn.Module):
         self.video_encoder = build_video_encoder(config)
         self.audio_encoder = Conv2D10(config.audio_widths)
         self.video_head = ProjectionHead(
-            self.video_encoder.out_dim, config.head_hidden, config.embed_dim
+            self.video_encoder.out_dim, config.head_hidden, config.embed_dim, config.head_norm
         )
         self.audio_head = ProjectionHead(
-            self.audio_encoder.out_dim, config.head_hidden, config.embed_dim
+            self.audio_encoder.out_dim, config.head_hidden, config.embed_dim, config.head_norm
         )
 
     def encode_video(self, x: torch.Tensor) -> torch.Tensor:

@@ -65,6 +65,7 @@ register_model(
     ModelConfig(
         name="avid-lite",
         video_arch="conv2plus1d-4",
+        head_norm="batch",
         video_widths=(32, 64, 64, 128),
         audio_widths=(16, 16, 32, 64, 128),
         head_hidden=128,

@@ -140,3 +140,27 @@ def test_depthwise_temporal_is_opt_in_and_keeps_shapes() -> None:
     assert create_model("avid-r2p1d18").config.video_temporal == "full"
     with pytest.raises(ValueError, match="temporal"):
         R2Plus1D18((16, 16, 32, 64, 128), temporal="causal")  # type: ignore[arg-type]
+
+
+def test_batch_norm_head_centres_every_dimension_and_the_paper_head_has_none() -> None:
+    head = ProjectionHead(64, 32, 16, norm="batch").train()
+    # A large input-independent offset: the paper's head passes it through to every embedding.
+    x = torch.randn(32, 64) + 10.0
+    out = head(x)
+    assert torch.allclose(out.mean(0), torch.zeros(16), atol=1e-5)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in ProjectionHead().modules())
+    with pytest.raises(ValueError, match="head norm"):
+        ProjectionHead(norm="layer")  # type: ignore[arg-type]
+
+
+def test_avid_lite_keeps_different_clips_apart_at_initialisation() -> None:
+    """Mean cosine between different clips' embeddings: the collapse that kept avid-tiny at
+    chance (0.99 at step 87) must not be there from the start."""
+    torch.manual_seed(0)
+    model = create_model("avid-lite").train()
+    side = model.preprocess.crop_size
+    v, a = model(torch.rand(16, 3, 16, side, side), torch.randn(16, 1, 100, 129))
+    for emb in (v, a):
+        cos = emb @ emb.T
+        off_diagonal = cos[~torch.eye(16, dtype=torch.bool)]
+        assert float(off_diagonal.mean()) < 0.5
