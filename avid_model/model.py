@@ -13,7 +13,6 @@ from avid_model.audio_encoder import Conv2D10
 from avid_model.features import PreprocessConfig, SpectrogramStats
 from avid_model.video_encoder import Conv2Plus1D4, R2Plus1D18, TemporalMixing, VideoArch
 
-
 HeadNorm = Literal["none", "batch"]
 
 
