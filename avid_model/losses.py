@@ -99,6 +99,19 @@ class _Term:
     memory: Tensor
     positives: Tensor
     negatives: Tensor
+    # Batch positives: the other modality's current embedding of the same clip (B, D), with
+    # gradient, in place of the memory rows `positives` names.
+    current: Tensor | None = None
+
+
+def batch_logits(anchor: Tensor, other: Tensor, temperature: float) -> Tensor:
+    """Logit x·y / T of each anchor against the same row of ``other``, both with gradient.
+
+    Shapes: anchor (B, D), other (B, D) -> (B, 1); float32 or wider even under autocast.
+    """
+    dtype = torch.promote_types(anchor.dtype, torch.float32)
+    with torch.autocast(device_type=anchor.device.type, enabled=False):
+        return (anchor.to(dtype) * other.to(dtype)).sum(dim=1, keepdim=True) / temperature
 
 
 def _normalised(coeffs: dict[str, float]) -> dict[str, float]:
@@ -140,7 +153,10 @@ def _combine(
     for coeff, pair in active:
         values = []
         for term in pair:
-            pos = memory_logits(term.anchor, term.memory, term.positives, temperature)
+            if term.current is None:
+                pos = memory_logits(term.anchor, term.memory, term.positives, temperature)
+            else:
+                pos = batch_logits(term.anchor, term.current, temperature)
             neg = memory_logits(term.anchor, term.memory, term.negatives, temperature)
             value = nce_term(pos, neg, z_t) if objective == "nce" else infonce_term(pos, neg)
             terms[term.name] = value.detach()
@@ -167,6 +183,7 @@ def avid_loss(
     temperature: float = 0.07,
     *,
     objective: Objective = "nce",
+    batch_positives: bool = False,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """AVID loss (AVID_SPEC §3): cx (L_vA + L_aV)/2 + cw (L_vV + L_aA)/2, (cx, cw) summing to 1.
 
@@ -175,6 +192,12 @@ def avid_loss(
     row of the instance itself (A[ids] for v->A, V[ids] for v->V, ...), and the K negatives.
     Variants: Self-AVID (0, 1), Cross-AVID (1, 0, default), Joint-AVID (1, 1).
 
+    With ``batch_positives`` (not the paper) the cross-modal positive is the other modality's
+    current embedding of the same clip, with gradient into both towers, instead of its memory
+    row: the memory rows start random and are rewritten only when their instance comes round
+    again, so the paper's positive carries no signal until the bank has been filled once, and
+    stale signal after. The negatives stay memory rows. Within-modal terms are unchanged.
+
     z=None estimates Z on the first term computed: v->A, or v->V without a cross-modal term.
     Returns (loss 0-d, terms) with terms "v2a", "a2v", "v2v", "a2a" (those computed), "z",
     "pos_sim" and "neg_sim" (mean cosine to positives / negatives), all detached.
@@ -182,8 +205,15 @@ def avid_loss(
     c = _normalised({"cross": cross_coeff, "within": within_coeff})
     own = ids.reshape(-1, 1).long()
     v, a, vm, am = video_emb, audio_emb, video_memory, audio_memory
+    v_pos, a_pos = (a, v) if batch_positives else (None, None)
     groups = [
-        (c["cross"], (_Term("v2a", v, am, own, negatives), _Term("a2v", a, vm, own, negatives))),
+        (
+            c["cross"],
+            (
+                _Term("v2a", v, am, own, negatives, v_pos),
+                _Term("a2v", a, vm, own, negatives, a_pos),
+            ),
+        ),
         (c["within"], (_Term("v2v", v, vm, own, negatives), _Term("a2a", a, am, own, negatives))),
     ]
     return _combine(groups, z, temperature, objective)
@@ -327,11 +357,13 @@ class AVIDLoss(_MemoryLoss):
         within_coeff: float = 0.0,
         temperature: float = 0.07,
         objective: Objective = "nce",
+        batch_positives: bool = False,
     ) -> None:
         super().__init__(temperature, objective)
         _normalised({"cross": cross_coeff, "within": within_coeff})
         self.cross_coeff = cross_coeff
         self.within_coeff = within_coeff
+        self.batch_positives = batch_positives
 
     def forward(
         self,
@@ -357,6 +389,7 @@ class AVIDLoss(_MemoryLoss):
                 self.within_coeff,
                 self.temperature,
                 objective=self.objective,
+                batch_positives=self.batch_positives,
             )
 
         return self._with_z(run)

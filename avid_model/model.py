@@ -33,6 +33,9 @@ class ModelConfig:
     # Projection heads: "none" (the paper) or "batch" (BatchNorm after each linear layer, the
     # last without affine, as SimCLR's head; keeps a small model's embeddings from collapsing).
     head_norm: HeadNorm = "none"
+    # conv2plus1d-4 only: add each pixel's temporal standard deviation to its input (9
+    # channels, see :class:`FrameDifference`).
+    video_energy: bool = False
     description: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -51,7 +54,7 @@ def build_video_encoder(config: ModelConfig) -> R2Plus1D18 | Conv2Plus1D4:
     if config.video_arch == "r2plus1d-18":
         return R2Plus1D18(config.video_widths, config.video_temporal)
     if config.video_arch == "conv2plus1d-4":
-        return Conv2Plus1D4(config.video_widths)
+        return Conv2Plus1D4(config.video_widths, energy=config.video_energy)
     raise ValueError(
         f"video_arch must be 'r2plus1d-18' or 'conv2plus1d-4', got {config.video_arch!r}"
     )

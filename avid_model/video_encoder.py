@@ -131,11 +131,23 @@ class FrameDifference(nn.Module):
 
     What changes within a clip (a pulsing digit, a moving hand) stands out of what stays
     (background, still objects): TSN's RGB-difference input, taken against the clip mean so
-    every frame gets one. No parameters.
+    every frame gets one. With ``energy``, also each pixel's temporal standard deviation over
+    the clip (its "motion energy", the same in every frame; 9 channels): one picture of all
+    that changes in the clip, whole in every frame wherever in the window the change falls.
+    No parameters.
     """
 
+    def __init__(self, energy: bool = False) -> None:
+        super().__init__()
+        self.energy = energy
+        self.out_channels = 9 if energy else 6
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x, x - x.mean(dim=2, keepdim=True)], dim=1)
+        centred = x - x.mean(dim=2, keepdim=True)
+        if not self.energy:
+            return torch.cat([x, centred], dim=1)
+        energy = centred.pow(2).mean(dim=2, keepdim=True).add(1e-6).sqrt()
+        return torch.cat([x, centred, energy.expand_as(x)], dim=1)
 
 
 class DepthwiseTemporalConv(nn.Module):
@@ -176,12 +188,12 @@ class Conv2Plus1D4(nn.Module):
     this shallow is the one that learns AV-Digits in a CPU budget.
     """
 
-    def __init__(self, widths: Sequence[int] = (32, 64, 64, 128)) -> None:
+    def __init__(self, widths: Sequence[int] = (32, 64, 64, 128), energy: bool = False) -> None:
         super().__init__()
         if len(widths) != 4:
             raise ValueError(f"conv2plus1d-4 widths need 4 entries, got {len(widths)}")
-        self.conv1 = FrameDifference()
-        channels = 6
+        self.conv1 = FrameDifference(energy)
+        channels = self.conv1.out_channels
         stages: list[nn.Sequential] = []
         for index, width in enumerate(widths):
             layers: list[nn.Module] = [

@@ -47,7 +47,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 
 from avid_model.registry import create_model
-from avid_model.video_encoder import VIDEO_STAGES, R2Plus1D18
+from avid_model.video_encoder import VIDEO_STAGES, Conv2Plus1D4, R2Plus1D18
 from bench.common import markdown_table, write_json
 from training.clips import decode_media
 
@@ -164,6 +164,25 @@ class WithDifference(nn.Module):
         return self.tower(torch.cat([x, x - x.mean(dim=2, keepdim=True)], dim=1))
 
 
+class WithEnergy(nn.Module):
+    """Adds each pixel's temporal standard deviation (the clip's "motion energy") to every frame.
+
+    Frames, their difference from the clip mean, and one picture of what changes over the whole
+    clip (9 channels): the pulsing digit's glyph stands out whole in the energy channels, in
+    every frame, wherever its pulse falls in the window. No parameters.
+    """
+
+    def __init__(self, tower: nn.Module) -> None:
+        super().__init__()
+        self.tower = tower
+        self.out_dim = tower.out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - x.mean(dim=2, keepdim=True)
+        energy = centred.pow(2).mean(dim=2, keepdim=True).add(1e-6).sqrt().expand_as(x)
+        return self.tower(torch.cat([x, centred, energy], dim=1))
+
+
 VARIANTS: dict[str, Callable[[], nn.Module]] = {
     "cnn": lambda: FrameCNN(),
     "cnn+tmp-full": lambda: FrameCNN("full"),
@@ -184,6 +203,9 @@ VARIANTS: dict[str, Callable[[], nn.Module]] = {
     "cnn+diff/32": lambda: Downsampled(WithDifference(FrameCNN(in_channels=6)), 32),
     "cnn+tmp-dw+diff/32": lambda: Downsampled(WithDifference(FrameCNN("dw", in_channels=6)), 32),
     "r2p1d-tiny+diff/32": lambda: Downsampled(WithDifference(_tiny6("full")), 32),
+    "cnn+tmp-dw+energy/32": lambda: Downsampled(WithEnergy(FrameCNN("dw", in_channels=9)), 32),
+    "cnn+energy/32": lambda: Downsampled(WithEnergy(FrameCNN(in_channels=9)), 32),
+    "avid-lite+energy/32": lambda: Downsampled(Conv2Plus1D4((32, 64, 64, 128), energy=True), 32),
     "avid-lite/32": lambda: Downsampled(create_model("avid-lite").video_encoder, 32),
 }
 

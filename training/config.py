@@ -70,6 +70,9 @@ class LossConfig:
     temperature: float = Field(default=0.07, gt=0.0)
     negatives: int = Field(default=1024, ge=1)
     momentum: float = Field(default=0.5, ge=0.0, lt=1.0)  # memory update
+    # AVID's cross-modal positive: "memory" (the paper: the other modality's memory row) or
+    # "batch" (its current embedding of the same clip, with gradient; negatives stay memory rows).
+    positives: Literal["memory", "batch"] = "memory"
     # NCE only: re-estimate Z once after this many steps (0: the paper's first-batch Z only).
     z_reestimate_step: int = Field(default=0, ge=0)
     cma: CMAConfig = Field(default_factory=CMAConfig)

@@ -65,7 +65,11 @@ class TrainingObjective(nn.Module):
         self.loss: nn.Module
         if config.method == "avid":
             self.loss = AVIDLoss(
-                config.cross_coeff, config.within_coeff, config.temperature, config.objective
+                config.cross_coeff,
+                config.within_coeff,
+                config.temperature,
+                config.objective,
+                batch_positives=config.positives == "batch",
             )
         elif config.method == "cma":
             cma = config.cma

@@ -158,6 +158,30 @@ def test_infonce_matches_hand_computation() -> None:
     assert "z" in terms  # estimated and returned even though infonce does not use it
 
 
+def test_batch_positives_use_the_other_modality_now_with_gradient() -> None:
+    """positives="batch": v->A's positive is the clip's current audio embedding, not A[id]."""
+    v, a, vm, am, ids, negs = tensors()
+    v, a = v.clone().requires_grad_(True), a.clone().requires_grad_(True)
+    loss, terms = avid_loss(
+        v, a, vm, am, ids, negs, z=None, temperature=T, objective="infonce", batch_positives=True
+    )
+    per_v = [infonce_anchor(V_EMB[b], [A_EMB[b]], [A_MEM[j] for j in NEGS[b]], T) for b in range(2)]
+    per_a = [infonce_anchor(A_EMB[b], [V_EMB[b]], [V_MEM[j] for j in NEGS[b]], T) for b in range(2)]
+    assert terms["v2a"].item() == pytest.approx(sum(per_v) / 2, rel=1e-12)
+    assert terms["a2v"].item() == pytest.approx(sum(per_a) / 2, rel=1e-12)
+    memory_loss, _ = avid_loss(*tensors(), z=None, temperature=T, objective="infonce")
+    assert loss.item() != pytest.approx(memory_loss.item())
+    loss.backward()
+    # The audio embedding gets gradient from v->A's positive, not only from its own a->V term.
+    assert a.grad is not None
+    assert v.grad is not None
+    only_a2v, _ = avid_loss(
+        v.detach(), a, vm, am, ids, negs, z=None, temperature=T, objective="infonce"
+    )
+    (grad_memory,) = torch.autograd.grad(only_a2v, a)
+    assert not torch.allclose(a.grad, grad_memory)
+
+
 def test_nce_trivial_solution_value() -> None:
     """Every score equal to Z gives -log(1/(1+K)) - K log(K/(K+1)) ≈ ln K + 1 (the collapse)."""
     k = 64

@@ -8,7 +8,7 @@ import torch
 from avid_model import create_model
 from avid_model.audio_encoder import Conv2D10
 from avid_model.model import ProjectionHead
-from avid_model.video_encoder import R2Plus1D18, R2Plus1DBlock
+from avid_model.video_encoder import Conv2Plus1D4, FrameDifference, R2Plus1D18, R2Plus1DBlock
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -164,3 +164,20 @@ def test_avid_lite_keeps_different_clips_apart_at_initialisation() -> None:
         cos = emb @ emb.T
         off_diagonal = cos[~torch.eye(16, dtype=torch.bool)]
         assert float(off_diagonal.mean()) < 0.5
+
+
+def test_frame_difference_energy_marks_what_changes_in_every_frame() -> None:
+    """energy=True adds each pixel's temporal std: 0 where nothing changes, the pulse's size
+    where one pixel pulses in 3 of 16 frames, the same in every frame."""
+    clip = torch.full((1, 3, 16, 8, 8), 0.3)
+    clip[:, :, 5:8, 2, 4] = 1.0
+    out = FrameDifference(energy=True)(clip)
+    assert out.shape == (1, 9, 16, 8, 8)
+    assert torch.equal(out[:, :6], FrameDifference()(clip))
+    energy = out[:, 6:]
+    expected = 0.7 * (3 / 16 * 13 / 16) ** 0.5  # std of a 0.7 step present in 3 of 16 frames
+    assert energy[0, :, :, 2, 4] == pytest.approx(torch.full((3, 16), expected), abs=1e-4)
+    still = energy.clone()
+    still[:, :, :, 2, 4] = 0
+    assert float(still.max()) < 2e-3
+    assert Conv2Plus1D4(energy=True)(torch.rand(2, 3, 16, 32, 32)).shape == (2, 128)
