@@ -85,6 +85,11 @@ class OptimConfig:
     batch_size: int = Field(default=256, ge=2)  # global, split across ranks
     epochs: int = Field(default=30, ge=1)
     grad_clip: float = Field(default=0.0, ge=0.0)  # 0: off
+    # "constant" (the paper's recipe at this scale) or "cosine": linear warm-up over
+    # warmup_steps, then cosine decay to 0 over the run, whose end is whichever of the epoch cap
+    # and run.max_minutes comes first (training/schedule.py).
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = Field(default=0, ge=0)
 
 
 @dataclass(frozen=True, config=_STRICT)

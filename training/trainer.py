@@ -40,6 +40,7 @@ from training.run_state import (
     rng_state,
     save_run_state,
 )
+from training.schedule import LRSchedule
 from training.sources import VideoRecord, load_records
 
 LOG_FILE = "log.jsonl"
@@ -261,6 +262,13 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and config.run.bf16)
     started = time.perf_counter()
     budget = config.run.max_minutes * 60.0
+    schedule = LRSchedule(
+        config.optim.lr,
+        config.optim.schedule,
+        config.optim.warmup_steps,
+        planned_steps=max(config.optim.epochs * (len(dataset) // config.optim.batch_size), 1),
+        budget_s=budget,
+    )
     stopped, last_loss, clips_seen = "completed", math.nan, 0
     window_clips, window_start = 0, time.perf_counter()
     epochs_done = start_epoch
@@ -309,6 +317,9 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
                     f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {step}; "
                     f"terms {detail}; the last checkpoint in {run_dir} is kept"
                 )
+            lr = schedule.lr(step, time.perf_counter() - started)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.optim.grad_clip > 0:
@@ -328,7 +339,13 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
                 fields["video_spread"] = round(batch_spread(v), 6)
                 fields["audio_spread"] = round(batch_spread(a), 6)
                 log.write(
-                    "step", epoch=epoch, step=step, loss=last_loss, clips_per_s=rate, **fields
+                    "step",
+                    epoch=epoch,
+                    step=step,
+                    loss=last_loss,
+                    clips_per_s=rate,
+                    lr=lr,
+                    **fields,
                 )
                 bar.set_postfix(
                     loss=f"{last_loss:.4f}",

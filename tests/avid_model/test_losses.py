@@ -159,14 +159,21 @@ def test_infonce_matches_hand_computation() -> None:
 
 
 def test_batch_positives_use_the_other_modality_now_with_gradient() -> None:
-    """positives="batch": v->A's positive is the clip's current audio embedding, not A[id]."""
+    """positives="batch": v->A's positive is the clip's current audio embedding, not A[id], and
+    the batch's other clips' audio join the memory negatives."""
     v, a, vm, am, ids, negs = tensors()
     v, a = v.clone().requires_grad_(True), a.clone().requires_grad_(True)
     loss, terms = avid_loss(
         v, a, vm, am, ids, negs, z=None, temperature=T, objective="infonce", batch_positives=True
     )
-    per_v = [infonce_anchor(V_EMB[b], [A_EMB[b]], [A_MEM[j] for j in NEGS[b]], T) for b in range(2)]
-    per_a = [infonce_anchor(A_EMB[b], [V_EMB[b]], [V_MEM[j] for j in NEGS[b]], T) for b in range(2)]
+    per_v = [
+        infonce_anchor(V_EMB[b], [A_EMB[b]], [A_MEM[j] for j in NEGS[b]] + [A_EMB[1 - b]], T)
+        for b in range(2)
+    ]
+    per_a = [
+        infonce_anchor(A_EMB[b], [V_EMB[b]], [V_MEM[j] for j in NEGS[b]] + [V_EMB[1 - b]], T)
+        for b in range(2)
+    ]
     assert terms["v2a"].item() == pytest.approx(sum(per_v) / 2, rel=1e-12)
     assert terms["a2v"].item() == pytest.approx(sum(per_a) / 2, rel=1e-12)
     memory_loss, _ = avid_loss(*tensors(), z=None, temperature=T, objective="infonce")
@@ -180,6 +187,18 @@ def test_batch_positives_use_the_other_modality_now_with_gradient() -> None:
     )
     (grad_memory,) = torch.autograd.grad(only_a2v, a)
     assert not torch.allclose(a.grad, grad_memory)
+
+
+def test_batch_positives_never_count_a_clip_of_the_same_video_as_a_negative() -> None:
+    """Two clips of instance 0 in one batch: neither is the other's negative."""
+    v, a, vm, am, _, _ = tensors()
+    ids, negs = torch.tensor([0, 0]), torch.tensor([[2, 4], [3, 1]])
+    _, terms = avid_loss(
+        v, a, vm, am, ids, negs, z=None, temperature=T, objective="infonce", batch_positives=True
+    )
+    per_v = [infonce_anchor(V_EMB[b], [A_EMB[b]], [A_MEM[j] for j in negs[b]], T) for b in (0, 1)]
+    assert terms["v2a"].item() == pytest.approx(sum(per_v) / 2, rel=1e-12)
+    assert math.isfinite(terms["neg_sim"].item())
 
 
 def test_nce_trivial_solution_value() -> None:
