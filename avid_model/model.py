@@ -11,7 +11,13 @@ from torch import nn
 
 from avid_model.audio_encoder import Conv2D10
 from avid_model.features import PreprocessConfig, SpectrogramStats
-from avid_model.video_encoder import Conv2Plus1D4, R2Plus1D18, TemporalMixing, VideoArch
+from avid_model.video_encoder import (
+    ClipSummary2D4,
+    Conv2Plus1D4,
+    R2Plus1D18,
+    TemporalMixing,
+    VideoArch,
+)
 
 HeadNorm = Literal["none", "batch"]
 
@@ -50,13 +56,16 @@ class ModelConfig:
         return cls(**known)
 
 
-def build_video_encoder(config: ModelConfig) -> R2Plus1D18 | Conv2Plus1D4:
+def build_video_encoder(config: ModelConfig) -> R2Plus1D18 | Conv2Plus1D4 | ClipSummary2D4:
     if config.video_arch == "r2plus1d-18":
         return R2Plus1D18(config.video_widths, config.video_temporal)
     if config.video_arch == "conv2plus1d-4":
         return Conv2Plus1D4(config.video_widths, energy=config.video_energy)
+    if config.video_arch == "summary2d-4":
+        return ClipSummary2D4(config.video_widths)
     raise ValueError(
-        f"video_arch must be 'r2plus1d-18' or 'conv2plus1d-4', got {config.video_arch!r}"
+        "video_arch must be 'r2plus1d-18', 'conv2plus1d-4' or 'summary2d-4', "
+        f"got {config.video_arch!r}"
     )
 
 

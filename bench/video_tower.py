@@ -47,7 +47,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 
 from avid_model.registry import create_model
-from avid_model.video_encoder import VIDEO_STAGES, Conv2Plus1D4, R2Plus1D18
+from avid_model.video_encoder import VIDEO_STAGES, ClipSummary2D4, Conv2Plus1D4, R2Plus1D18
 from bench.common import markdown_table, write_json
 from training.clips import decode_media
 
@@ -207,6 +207,9 @@ VARIANTS: dict[str, Callable[[], nn.Module]] = {
     "cnn+energy/32": lambda: Downsampled(WithEnergy(FrameCNN(in_channels=9)), 32),
     "avid-lite+energy/32": lambda: Downsampled(Conv2Plus1D4((32, 64, 64, 128), energy=True), 32),
     "avid-lite/32": lambda: Downsampled(create_model("avid-lite").video_encoder, 32),
+    "summary/32": lambda: Downsampled(ClipSummary2D4(), 32),
+    "summary/64": lambda: ClipSummary2D4(),
+    "summary-wide/64": lambda: ClipSummary2D4((64, 128, 128, 256)),
 }
 
 

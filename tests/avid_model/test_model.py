@@ -8,7 +8,14 @@ import torch
 from avid_model import create_model
 from avid_model.audio_encoder import Conv2D10
 from avid_model.model import ProjectionHead
-from avid_model.video_encoder import Conv2Plus1D4, FrameDifference, R2Plus1D18, R2Plus1DBlock
+from avid_model.video_encoder import (
+    ClipSummary,
+    ClipSummary2D4,
+    Conv2Plus1D4,
+    FrameDifference,
+    R2Plus1D18,
+    R2Plus1DBlock,
+)
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -181,3 +188,41 @@ def test_frame_difference_energy_marks_what_changes_in_every_frame() -> None:
     still[:, :, :, 2, 4] = 0
     assert float(still.max()) < 2e-3
     assert Conv2Plus1D4(energy=True)(torch.rand(2, 3, 16, 32, 32)).shape == (2, 128)
+
+
+def test_clip_summary_is_the_mean_frame_and_each_pixels_change_over_time() -> None:
+    """One pixel brightened by 0.7 in 3 of 16 frames: mean 0.3 + 0.7 * 3/16 there, std of the
+    step, max 0.7 * 13/16 above the mean, min 0.7 * 3/16 below it; zero change elsewhere."""
+    clip = torch.full((1, 3, 16, 8, 8), 0.3)
+    clip[:, :, 5:8, 2, 4] = 1.0
+    out = ClipSummary()(clip)
+    assert out.shape == (1, 12, 8, 8)
+    mean, std, high, low = out[0, 0:3], out[0, 3:6], out[0, 6:9], out[0, 9:12]
+    at = (slice(None), 2, 4)
+    assert mean[at] == pytest.approx(torch.full((3,), 0.3 + 0.7 * 3 / 16), abs=1e-5)
+    assert std[at] == pytest.approx(torch.full((3,), 0.7 * (3 / 16 * 13 / 16) ** 0.5), abs=1e-4)
+    assert high[at] == pytest.approx(torch.full((3,), 0.7 * 13 / 16), abs=1e-5)
+    assert low[at] == pytest.approx(torch.full((3,), -0.7 * 3 / 16), abs=1e-5)
+    elsewhere = torch.ones(8, 8, dtype=torch.bool)
+    elsewhere[2, 4] = False
+    assert torch.allclose(mean[:, elsewhere], torch.tensor(0.3))
+    assert float(std[:, elsewhere].max()) < 2e-3
+    assert float(high[:, elsewhere].abs().max()) < 1e-6
+    # The order of frames does not matter: a summary sees what changes, not when.
+    shuffled = clip[:, :, torch.randperm(16, generator=torch.Generator().manual_seed(0))]
+    assert torch.allclose(ClipSummary()(shuffled), out, atol=1e-6)
+
+
+def test_summary2d_tower_shapes_match_the_probe_keys() -> None:
+    tower = ClipSummary2D4((32, 64, 64, 128))
+    features = tower.forward_features(torch.rand(2, 3, 16, 32, 32))
+    assert {k: tuple(v.shape) for k, v in features.items()} == {
+        "stem": (2, 12, 1, 32, 32),
+        "conv2x": (2, 32, 1, 16, 16),
+        "conv3x": (2, 64, 1, 8, 8),
+        "conv4x": (2, 64, 1, 4, 4),
+        "conv5x": (2, 128, 1, 2, 2),
+    }
+    assert tower(torch.rand(2, 3, 16, 32, 32)).shape == (2, 128)
+    with pytest.raises(ValueError, match="4 entries"):
+        ClipSummary2D4((32, 64))
