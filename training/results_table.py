@@ -17,6 +17,7 @@ import math
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -348,9 +349,13 @@ def results_document(
     command: str,
     visibility: dict[str, float] | None = None,
     model: str = "avid-tiny",
+    splits: dict[str, int] | None = None,
 ) -> str:
     """The markdown of docs/results.md from each row's per-seed results (``model``: the
-    registered configuration the rows trained)."""
+    registered configuration the rows trained; ``splits``: clips per manifest split)."""
+    counts = splits or {"train": 1400, "val": 300, "test": 300}
+    total = sum(counts.values())
+    shown = " / ".join(f"{counts[k]:,} {k}" for k in ("train", "val", "test") if k in counts)
     header = ["method", "objective", "seeds", "train min", "steps", *(c for c, _ in COLUMNS)]
     lines = [
         f"# Results on AV-Digits ({model}, CPU)",
@@ -359,10 +364,11 @@ def results_document(
         "",
         f"    {command}",
         "",
-        "Test split of AV-Digits (2,000 clips, seed 0: 1,400 train / 300 val / 300 test, "
+        f"Test split of AV-Digits ({total:,} clips: {shown}, "
         "speakers and handwriting disjoint across splits). Probes are fitted on the train "
         "split. Cells are the mean over seeds with (min–max); chance is 0.100 for class "
-        "metrics and 1/300 for instance R@1. Training minutes are wall time on the 2-core "
+        f"metrics and 1/{counts.get('test', 0)} for instance R@1. Training minutes are wall "
+        "time on the 2-core "
         "CPU, which other work shared at times; AVID+CMA's are on top of the Cross-AVID run "
         "it starts from. A claim is 'within noise' when the two numbers differ by less than "
         "two binomial standard errors on the test split.",
@@ -499,12 +505,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             for i, (k, m) in enumerate(sorted(dict(args.row_minutes).items()))
         )
         + f" --epochs {args.epochs} --objective {args.objective} "
-        f"--seeds {' '.join(map(str, sorted({r['seed'] for rs in by_row.values() for r in rs})))}"
+        + "".join(f"--set {item} " for item in args.set)
+        + f"--seeds {' '.join(map(str, sorted({r['seed'] for rs in by_row.values() for r in rs})))}"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     visibility = target_visibility(args.data / "manifest.jsonl", args.config)
     model = load_config(args.config).model.name
-    args.out.write_text(results_document(by_row, command, visibility, model))
+    rows = [json.loads(line) for line in (args.data / "manifest.jsonl").read_text().splitlines()]
+    splits = Counter(str(row.get("split", "")) for row in rows if row)
+    args.out.write_text(results_document(by_row, command, visibility, model, dict(splits)))
     print(f"wrote {args.out}")
     return 0
 

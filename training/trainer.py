@@ -61,7 +61,7 @@ def _augment_config(config: TrainConfig) -> AugmentConfig:
     data = config.data
     if not data.augment:
         return NO_AUGMENT
-    return replace(AugmentConfig(), crop_scale=data.crop_scale, flip_p=data.flip_p)
+    return replace(AugmentConfig(), crop_scale=data.crop_scale, flip_p=data.flip_p, hue=data.hue)
 
 
 class NonFiniteLossError(RuntimeError):

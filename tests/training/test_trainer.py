@@ -165,10 +165,15 @@ def test_augmentation_ranges_come_from_the_config(tmp_path: Path) -> None:
     from training.config import ConfigError
     from training.trainer import _augment_config
 
-    config = small_config(tmp_path, tmp_path, "data.crop_scale=[0.4, 1.0]", "data.flip_p=0")
+    config = small_config(
+        tmp_path, tmp_path, "data.crop_scale=[0.4, 1.0]", "data.flip_p=0", "data.hue=0"
+    )
     augment = _augment_config(config)
-    assert (augment.crop_scale, augment.flip_p) == ((0.4, 1.0), 0.0)
+    assert (augment.crop_scale, augment.flip_p, augment.hue) == ((0.4, 1.0), 0.0, 0.0)
     assert augment.brightness == 0.4  # the spec's colour jitter stays
-    assert _augment_config(small_config(tmp_path, tmp_path)).crop_scale == (0.08, 1.0)
+    default = _augment_config(small_config(tmp_path, tmp_path))
+    assert (default.crop_scale, default.hue) == ((0.08, 1.0), 0.2)
+    with pytest.raises(ConfigError, match="hue"):
+        small_config(tmp_path, tmp_path, "data.hue=0.7")
     with pytest.raises(ConfigError, match="crop_scale"):
         small_config(tmp_path, tmp_path, "data.crop_scale=[0.9, 0.4]")
