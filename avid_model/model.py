@@ -42,6 +42,9 @@ class ModelConfig:
     # conv2plus1d-4 only: add each pixel's temporal standard deviation to its input (9
     # channels, see :class:`FrameDifference`).
     video_energy: bool = False
+    # summary2d-4 only: the clip picture's channels, "full" (mean frame + its change over time,
+    # 12) or "change" (only the change: std, max, min; 9), see :class:`ClipSummary`.
+    video_summary: Literal["full", "change"] = "full"
     description: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,7 +65,7 @@ def build_video_encoder(config: ModelConfig) -> R2Plus1D18 | Conv2Plus1D4 | Clip
     if config.video_arch == "conv2plus1d-4":
         return Conv2Plus1D4(config.video_widths, energy=config.video_energy)
     if config.video_arch == "summary2d-4":
-        return ClipSummary2D4(config.video_widths)
+        return ClipSummary2D4(config.video_widths, change_only=config.video_summary == "change")
     raise ValueError(
         "video_arch must be 'r2plus1d-18', 'conv2plus1d-4' or 'summary2d-4', "
         f"got {config.video_arch!r}"

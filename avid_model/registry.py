@@ -90,14 +90,16 @@ register_model(
     ModelConfig(
         name="avid-summary",
         video_arch="summary2d-4",
+        video_summary="change",
         head_norm="batch",
         video_widths=(32, 64, 64, 128),
         audio_widths=(16, 16, 32, 64, 128),
         head_hidden=128,
         description=(
-            "CPU-sized: a 4-layer 2-D CNN on one picture of each clip (the mean frame and each "
-            "pixel's change over time), avid-tiny's audio tower on a 16 kHz spectrogram; learns "
-            "AV-Digits' video task from the labels in a few hundred steps (docs/video_tower.md)."
+            "CPU-sized: a 4-layer 2-D CNN on one picture of what changes in each clip (each "
+            "pixel's std, max and min over time), avid-tiny's audio tower on a 16 kHz "
+            "spectrogram; learns AV-Digits' video task from the labels in a few hundred steps "
+            "(docs/video_tower.md)."
         ),
     ),
     PreprocessConfig(

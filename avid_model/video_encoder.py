@@ -230,16 +230,21 @@ class ClipSummary(nn.Module):
     dynamic image (Bilen et al., 2016) made of fixed moments instead of rank pooling. A digit
     that pulses for three of sixteen frames stands out whole in the last nine channels,
     wherever in the window its pulse falls; the background and still objects cancel there.
-    No parameters.
+    ``change_only`` drops the mean frame (9 channels): a tower that sees only what changes, and
+    so cannot tell clips apart by their still colours and backgrounds. No parameters.
     """
 
-    out_channels = 12
+    def __init__(self, change_only: bool = False) -> None:
+        super().__init__()
+        self.change_only = change_only
+        self.out_channels = 9 if change_only else 12
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean(dim=2)
         centred = x - mean.unsqueeze(2)
         std = centred.pow(2).mean(dim=2).add(1e-6).sqrt()
-        return torch.cat([mean, std, centred.amax(dim=2), centred.amin(dim=2)], dim=1)
+        change = [std, centred.amax(dim=2), centred.amin(dim=2)]
+        return torch.cat(change if self.change_only else [mean, *change], dim=1)
 
 
 class ClipSummary2D4(nn.Module):
@@ -253,11 +258,13 @@ class ClipSummary2D4(nn.Module):
     same ``conv2x``..``conv5x`` keys as from the other towers.
     """
 
-    def __init__(self, widths: Sequence[int] = (32, 64, 64, 128)) -> None:
+    def __init__(
+        self, widths: Sequence[int] = (32, 64, 64, 128), change_only: bool = False
+    ) -> None:
         super().__init__()
         if len(widths) != 4:
             raise ValueError(f"summary2d-4 widths need 4 entries, got {len(widths)}")
-        self.conv1 = ClipSummary()
+        self.conv1 = ClipSummary(change_only)
         channels = self.conv1.out_channels
         stages: list[nn.Sequential] = []
         for width in widths:

@@ -209,6 +209,7 @@ VARIANTS: dict[str, Callable[[], nn.Module]] = {
     "avid-lite/32": lambda: Downsampled(create_model("avid-lite").video_encoder, 32),
     "summary/32": lambda: Downsampled(ClipSummary2D4(), 32),
     "summary/64": lambda: ClipSummary2D4(),
+    "summary-change/32": lambda: Downsampled(ClipSummary2D4(change_only=True), 32),
     "summary-wide/64": lambda: ClipSummary2D4((64, 128, 128, 256)),
 }
 

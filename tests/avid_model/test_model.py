@@ -208,6 +208,9 @@ def test_clip_summary_is_the_mean_frame_and_each_pixels_change_over_time() -> No
     assert torch.allclose(mean[:, elsewhere], torch.tensor(0.3))
     assert float(std[:, elsewhere].max()) < 2e-3
     assert float(high[:, elsewhere].abs().max()) < 1e-6
+    # change_only is the same picture without the mean frame (what avid-summary sees).
+    assert torch.equal(ClipSummary(change_only=True)(clip), out[:, 3:])
+    assert create_model("avid-summary").video_encoder.conv1.out_channels == 9
     # The order of frames does not matter: a summary sees what changes, not when.
     shuffled = clip[:, :, torch.randperm(16, generator=torch.Generator().manual_seed(0))]
     assert torch.allclose(ClipSummary()(shuffled), out, atol=1e-6)
