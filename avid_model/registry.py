@@ -88,6 +88,22 @@ register_model(
 )
 register_model(
     ModelConfig(
+        name="avid-lite-energy",
+        video_arch="conv2plus1d-4",
+        video_energy=True,
+        head_norm="batch",
+        video_widths=(32, 64, 64, 128),
+        audio_widths=(16, 16, 32, 64, 128),
+        head_hidden=128,
+        description=(
+            "avid-lite whose video input also holds each pixel's temporal std (9 channels): "
+            "the frames for when, one picture of what changes for what."
+        ),
+    ),
+    model_entry("avid-lite").preprocess,
+)
+register_model(
+    ModelConfig(
         name="avid-summary",
         video_arch="summary2d-4",
         video_summary="change",
