@@ -18,7 +18,7 @@ from avid_model.checkpoint import (
     load_checkpoint,
     read_metadata,
 )
-from avid_model.cli import CommandError
+from avid_model.command_args import CommandError
 from avid_model.errors import MediaError
 from avid_model.features import SpectrogramStats
 from avid_model.inference import Embedder, FileEmbedding, InferenceSettings

@@ -3,7 +3,7 @@
 ``EmbeddingBackend`` is what the API depends on; ``LocalEmbeddingBackend`` (embedded mode, and
 inside each ``avid worker``) decodes in the calling thread and runs the model through one
 ``BatchingEmbedder`` shared by every request, so windows of concurrent uploads meet in the same
-forward pass. ``services.celery_backend.CeleryEmbeddingBackend`` is the distributed mode's.
+forward pass. ``services.worker.backend.CeleryEmbeddingBackend`` is the distributed mode's.
 """
 
 from __future__ import annotations

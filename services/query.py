@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from avid_model.errors import MediaError, MediaTooLongError
+from avid_model.errors import MediaError, MediaTooLongError, NoUsableStreamError
 from avid_model.media import MediaLimits
 from services.embedding import EmbeddingBackend
-from services.errors import ApiError
 from services.index import IndexStore, Modality, SearchHit, WindowNotFound
 from services.ingest import check_media, renamed
 
@@ -73,7 +72,7 @@ def search_by_file(
         raise renamed(exc, shown_name) from exc
     vectors = emb.video if query_modality == "video" else emb.audio
     if vectors is None or vectors.shape[0] == 0:
-        raise ApiError(422, "no_stream", f"{shown_name}: no {query_modality} to search with")
+        raise NoUsableStreamError(f"no {query_modality} to search with", path=shown_name)
     queries = vectors.numpy()
     if at is not None:
         starts, ends = np.asarray(emb.starts), np.asarray(emb.ends)

@@ -2,19 +2,23 @@
 
 ``get_settings()`` is the one place the environment is read (cached). The app takes its
 settings from ``create_app(settings)``, or else from the ``get_settings`` dependency, which
-tests may override with ``app.dependency_overrides[get_settings]``.
+tests may override with ``app.dependency_overrides[get_settings]``. ``settings_from_args``
+gives a command's settings: these with its command-line options applied.
 """
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from avid_model.checkpoint import DEFAULT_CHECKPOINT
+from avid_model.command_args import CommandError
 from services.index import IndexType
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -112,3 +116,30 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+SERVER_OPTIONS = ("host", "port", "checkpoint", "data_dir")
+
+
+def settings_from_args(
+    args: argparse.Namespace,
+    names: Iterable[str] = SERVER_OPTIONS,
+    *,
+    base: Settings | None = None,
+    check_checkpoint: bool = True,
+) -> Settings:
+    """The environment's settings (or ``base``) with the command-line options ``names`` of
+    ``args`` that were given applied; checked (``CommandError`` with a clear message)."""
+    overrides: dict[str, Any] = {
+        name: value for name in names if (value := getattr(args, name, None)) is not None
+    }
+    try:
+        start = get_settings() if base is None else base
+        settings = Settings.model_validate({**start.model_dump(), **overrides})
+        if check_checkpoint:
+            settings.checkpoint_path()  # fail now, with a clear message, not inside uvicorn
+    except ValidationError as exc:
+        raise CommandError(f"invalid setting: {exc}") from exc
+    except StartupError as exc:
+        raise CommandError(str(exc)) from exc
+    return settings

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from avid_model.cli import CommandError
+from avid_model.command_args import CommandError
 from avid_model.errors import MediaTooLongError
 from services import cli as service_cli
 from services import settings as settings_module
-from services.app import create_app
-from services.errors import job_error
+from services.api.app import create_app
+from services.api.errors import job_error
 from services.jobs import JobNotFound, Progress, ThreadJobRunner
 from services.settings import Settings, StartupError, get_settings
 from tests.services.conftest import Media, SettingsFactory, service_settings

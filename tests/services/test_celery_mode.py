@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 from avid_model.errors import CorruptMediaError
 from avid_model.media import probe
 from avid_model.media_writer import write_media
-from services.app import create_app
-from services.celery_backend import CeleryEmbeddingBackend
+from services.api.app import create_app
 from services.embedding import BackendUnavailable
 from services.settings import Settings
+from services.worker.backend import CeleryEmbeddingBackend
 from tests.services.celery_worker_process import WorkerProcess, empty_redis_db, worker_launcher
 from tests.services.conftest import FPS, RATE, Media, frames, service_settings, tone
 from tests.services.test_api import embed, results, total, upload

@@ -15,10 +15,10 @@ from typing import Any, Literal
 
 from celery.signals import worker_shutdown
 
-from services.celery_app import create_celery_app
 from services.settings import Settings
-from services.tasks import register_tasks
-from services.worker_model import WorkerModel
+from services.worker.celery_app import create_celery_app
+from services.worker.model import WorkerModel
+from services.worker.tasks import register_tasks
 
 WorkerPool = Literal["threads", "solo"]
 WORKER_POOLS: tuple[WorkerPool, ...] = ("threads", "solo")

@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
-from services.dependencies import Authenticated, StateDep
-from services.errors import ApiError
+from services.api.deps import Authenticated, StateDep
+from services.api.errors import ApiError
+from services.api.routes.params import At, AtForm, K, KForm
+from services.api.schemas import ERROR_RESPONSES, SearchResults
 from services.index import Modality
 from services.query import search_by_file, search_by_item
-from services.routes.params import At, AtForm, K, KForm
-from services.schemas import ERROR_RESPONSES, SearchResults
 from services.uploads import save_upload
 
 router = APIRouter(tags=["search"], dependencies=[Authenticated])

@@ -8,7 +8,7 @@ checkpoint afterwards serves every item.
 
 What happens to the old vectors: they stay untouched, and searchable by a service with the
 old checkpoint, until every item that can be re-embedded has been. The new vectors are staged
-beside the index first (``services.reindex_staging``); only then is each item swapped, in one
+beside the index first (``services.reindex.staging``); only then is each item swapped, in one
 transaction per item, to the new vectors, and its old ones are dropped (an item holds one
 model's vectors). A run that stops or fails while embedding — the long part — leaves the
 index as it was, and a re-run resumes from the staged files; a run that stops during the
@@ -50,7 +50,7 @@ from services.index import (
     StoreLocked,
     WindowVectors,
 )
-from services.reindex_staging import STAGING_FILE, StagedVectors
+from services.reindex.staging import STAGING_FILE, StagedVectors
 from services.settings import Settings
 from services.uploads import ALLOWED_EXTENSIONS
 

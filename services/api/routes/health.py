@@ -11,8 +11,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from services.dependencies import Authenticated, StateDep
-from services.state import ServiceState
+from services.api.deps import Authenticated, StateDep
+from services.api.state import ServiceState
 
 router = APIRouter(tags=["health"])
 

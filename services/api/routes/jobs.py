@@ -6,8 +6,8 @@ from dataclasses import asdict
 
 from fastapi import APIRouter
 
-from services.dependencies import Authenticated, JobsDep
-from services.schemas import ERROR_RESPONSES, JobOut
+from services.api.deps import Authenticated, JobsDep
+from services.api.schemas import ERROR_RESPONSES, JobOut
 
 router = APIRouter(tags=["jobs"], dependencies=[Authenticated])
 

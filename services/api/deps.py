@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from services.auth import check_bearer
+from services.api.auth import check_bearer
+from services.api.errors import ApiError
+from services.api.state import ServiceState
 from services.embedding import EmbeddingBackend
-from services.errors import ApiError
 from services.index import IndexStore
 from services.jobs import JobRunner
 from services.settings import Settings
-from services.state import ServiceState
 
 
 def get_state(request: Request) -> ServiceState:

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from avid_model.media import MediaLimits
-from services.celery_backend import CeleryEmbeddingBackend
+from services.api.errors import job_error
+from services.api.metrics import ServiceMetrics
 from services.embedding import EmbeddingBackend, LocalEmbeddingBackend, media_limits
-from services.errors import job_error
 from services.index import IndexStore, SnapshotPolicy
 from services.ingest import run_embed_job
 from services.jobs import JobRunner, ThreadJobRunner
-from services.metrics import ServiceMetrics
 from services.settings import Settings
+from services.worker.backend import CeleryEmbeddingBackend
 
 log = logging.getLogger(__name__)
 

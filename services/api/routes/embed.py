@@ -10,11 +10,11 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from avid_model.errors import MediaError
-from services.dependencies import Authenticated, StateDep
-from services.errors import ApiError
+from services.api.deps import Authenticated, StateDep
+from services.api.errors import ApiError
+from services.api.schemas import ERROR_RESPONSES, EmbedResult, JobAccepted
 from services.index import ItemKind
 from services.ingest import EmbedRequest, check_media, embed_and_store
-from services.schemas import ERROR_RESPONSES, EmbedResult, JobAccepted
 from services.uploads import save_upload
 
 router = APIRouter(tags=["embed"], dependencies=[Authenticated])

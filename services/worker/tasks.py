@@ -20,14 +20,14 @@ from avid_model.media import MediaLimits
 from services.embedding import LocalEmbeddingBackend
 from services.index import Modality
 from services.jobs import Progress
-from services.task_messages import (
+from services.worker.messages import (
     EMBED_TASK,
     PROGRESS_STATE,
     RemoteMediaError,
     encode_embedding,
     resolve_shared_path,
 )
-from services.worker_model import WorkerModel
+from services.worker.model import WorkerModel
 
 _MODALITIES: dict[str, Modality] = {"video": "video", "audio": "audio"}
 
@@ -42,7 +42,7 @@ def embed_media(
 ) -> dict[str, Any]:
     """Embed the file at ``path`` (relative to the data directory); JSON result.
 
-    A ``MediaError`` is raised again as ``RemoteMediaError`` (see ``services.task_messages``).
+    A ``MediaError`` is raised again as ``RemoteMediaError`` (see ``services.worker.messages``).
     """
     unknown = set(modalities) - set(_MODALITIES)
     if unknown or not modalities:

@@ -8,9 +8,9 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.auth import check_bearer
-from services.errors import ApiError, error_response
-from services.state import ServiceState
+from services.api.auth import check_bearer
+from services.api.errors import ApiError, error_response
+from services.api.state import ServiceState
 
 MULTIPART_OVERHEAD = 1 << 20  # bytes allowed on top of the file for the form's other parts
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})

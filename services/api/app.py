@@ -13,12 +13,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from services.errors import install_exception_handlers
-from services.metrics import MetricsMiddleware, ServiceMetrics
-from services.request_guard import RequestGuardMiddleware
-from services.routes import embed, health, items, jobs, search
+from services.api.errors import install_exception_handlers
+from services.api.metrics import MetricsMiddleware, ServiceMetrics
+from services.api.request_guard import RequestGuardMiddleware
+from services.api.routes import embed, health, items, jobs, search
+from services.api.state import start_services
 from services.settings import Settings, get_settings
-from services.state import start_services
 
 API_DESCRIPTION = """\
 Audio-visual embeddings (AVID): video and audio encoders whose 128-d unit vectors share one

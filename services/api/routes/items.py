@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from services.dependencies import Authenticated, StoreDep
+from services.api.deps import Authenticated, StoreDep
+from services.api.routes.params import Limit, Offset
+from services.api.schemas import ERROR_RESPONSES, ItemOut, ItemPage
 from services.index import ItemKind, ItemNotFound
-from services.routes.params import Limit, Offset
-from services.schemas import ERROR_RESPONSES, ItemOut, ItemPage
 
 router = APIRouter(tags=["items"], dependencies=[Authenticated])
 

@@ -29,12 +29,12 @@ from kombu.exceptions import OperationalError
 from avid_model.checkpoint import CheckpointError, read_metadata
 from avid_model.inference import FileEmbedding
 from avid_model.media import MediaLimits
-from services.celery_app import create_celery_app
 from services.embedding import ALL_MODALITIES, BackendUnavailable, media_limits
 from services.index import Modality
 from services.jobs import Progress
 from services.settings import Settings, StartupError
-from services.task_messages import (
+from services.worker.celery_app import create_celery_app
+from services.worker.messages import (
     EMBED_QUEUE,
     EMBED_TASK,
     PROGRESS_STATE,
