@@ -17,6 +17,7 @@ from avid_model.checkpoint import load_checkpoint
 from avid_model.inference import Embedder, FileEmbedding, InferenceSettings, embed_file
 from avid_model.media import MediaLimits
 from services.batcher import BatchingEmbedder, BatchObserver
+from services.errors import Unavailable
 from services.index import Modality
 from services.jobs import Progress
 from services.settings import Settings
@@ -24,13 +25,12 @@ from services.settings import Settings
 ALL_MODALITIES: frozenset[Modality] = frozenset({"video", "audio"})
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(Unavailable):
     """The backend cannot embed now: the broker is down, no worker answered in time, or the
     workers run another model. ``code`` is the API's error code (HTTP 503)."""
 
     def __init__(self, message: str, code: str = "unavailable") -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code=code)
 
 
 class EmbeddingBackend(Protocol):

@@ -6,8 +6,9 @@ A sound finds videos (its audio vectors against the VIDEO index) and a video fin
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -16,6 +17,8 @@ from avid_model.media import MediaLimits
 from services.embedding import EmbeddingBackend
 from services.index import IndexStore, Modality, SearchHit, WindowNotFound
 from services.ingest import check_media, renamed
+from services.settings import Settings
+from services.uploads import save_upload
 
 OTHER: dict[Modality, Modality] = {"video": "audio", "audio": "video"}
 
@@ -82,3 +85,36 @@ def search_by_file(
         centres = (starts[covering] + ends[covering]) / 2
         queries = queries[covering[np.argmin(np.abs(centres - at))]]
     return hits_body(store.search(queries, target, k))
+
+
+def search_upload(
+    source: BinaryIO,
+    filename: str | None,
+    target: Modality,
+    k: int,
+    at: float | None,
+    *,
+    settings: Settings,
+    backend: EmbeddingBackend,
+    store: IndexStore,
+    limits: MediaLimits,
+) -> dict[str, Any]:
+    """Save an uploaded query to the scratch directory, search with it, remove it."""
+    upload = save_upload(
+        source, filename, settings.scratch_dir, settings.max_upload_bytes, unique_name=True
+    )
+    try:
+        return search_by_file(
+            upload.path,
+            upload.client_name,
+            target,
+            k,
+            at,
+            backend=backend,
+            store=store,
+            limits=limits,
+            max_seconds=max(settings.sync_max_seconds, settings.window_hop),
+        )
+    finally:
+        with contextlib.suppress(OSError):
+            upload.path.unlink()

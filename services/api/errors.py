@@ -18,9 +18,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from avid_model.errors import MediaError
 from services.batcher import BatcherClosed
-from services.embedding import BackendUnavailable
+from services.errors import Conflict, InvalidInput, NotFound, ServiceError, TooLarge, Unavailable
 from services.index import (
     BadItem,
+    DuplicateContent,
     IndexStoreError,
     ItemExists,
     ItemNotFound,
@@ -32,6 +33,13 @@ from services.jobs import JobNotFound
 log = logging.getLogger(__name__)
 
 _MEDIA_413 = frozenset({"too_long", "too_large"})
+_SERVICE_STATUS: dict[type, int] = {
+    InvalidInput: 422,
+    TooLarge: 413,
+    Conflict: 409,
+    NotFound: 404,
+    Unavailable: 503,
+}
 _HTTP_CODES = {401: "unauthorized", 404: "not_found", 413: "too_large", 422: "invalid_request"}
 
 
@@ -54,8 +62,14 @@ def describe(exc: Exception) -> tuple[int, str, str]:
         return exc.status, exc.code, exc.message
     if isinstance(exc, MediaError):
         return (413 if exc.code in _MEDIA_413 else 422), exc.code, exc.message
+    if isinstance(exc, ServiceError):
+        status = next((_SERVICE_STATUS[c] for c in type(exc).__mro__ if c in _SERVICE_STATUS), 500)
+        return status, exc.code, exc.message
     if isinstance(exc, ItemNotFound | JobNotFound):
         return 404, "not_found", str(exc)
+    if isinstance(exc, DuplicateContent):
+        hint = f"; GET /items/{exc.item_id} shows it, DELETE /items/{exc.item_id} frees the file"
+        return 409, "duplicate_content", f"{exc}{hint}"
     if isinstance(exc, ItemExists):
         hint = f"; DELETE /items/{exc.item_id} first to store this upload in its place"
         return 409, "conflict", f"{exc}{hint if exc.item_id else ''}"
@@ -67,8 +81,6 @@ def describe(exc: Exception) -> tuple[int, str, str]:
         return 422, "bad_item", str(exc)
     if isinstance(exc, BatcherClosed):
         return 503, "unavailable", "the service is shutting down"
-    if isinstance(exc, BackendUnavailable):
-        return 503, exc.code, str(exc)
     if isinstance(exc, IndexStoreError):
         return 500, "index_error", str(exc)
     return 500, "internal", "internal server error"
@@ -129,7 +141,7 @@ def install_exception_handlers(app: FastAPI) -> None:
         IndexStoreError,
         JobNotFound,
         BatcherClosed,
-        BackendUnavailable,
+        ServiceError,
         Exception,
     )
     for known in known_errors:

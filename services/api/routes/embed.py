@@ -1,21 +1,19 @@
-"""``POST /embed/video`` and ``POST /embed/audio``: embed an upload and store it as an item."""
+"""``POST /embed/video`` and ``POST /embed/audio``: embed an upload and store it as an item.
+
+Thin: the form goes to ``services.ingest.submit_upload``, which answers now or starts a job."""
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from avid_model.errors import MediaError
+from services import ingest
 from services.api.deps import Authenticated, StateDep
-from services.api.errors import ApiError
 from services.api.schemas import ERROR_RESPONSES, EmbedResult, JobAccepted
 from services.index import ItemKind
-from services.ingest import EmbedRequest, check_media, embed_and_store
-from services.uploads import save_upload
+from services.item_metadata import MAX_METADATA_BYTES, MAX_METADATA_DEPTH
 
 router = APIRouter(tags=["embed"], dependencies=[Authenticated])
 
@@ -26,8 +24,6 @@ IdField = Annotated[
     str | None,
     Form(pattern=ITEM_ID_PATTERN, description="item id to use (default: a random one)"),
 ]
-MAX_METADATA_BYTES = 64 * 1024
-MAX_METADATA_DEPTH = 32
 MetadataField = Annotated[
     str | None,
     Form(
@@ -38,55 +34,10 @@ MetadataField = Annotated[
 StoreField = Annotated[bool, Form(description="false: embed only, store nothing")]
 WindowsField = Annotated[bool, Form(description="also return per-window vectors")]
 
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_BRACKETS = re.compile(r"[][{}]")
-
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": JobAccepted, "description": "a long file: embedded as a background job"},
     **ERROR_RESPONSES,
 }
-
-
-def _nesting_depth(raw: str) -> int:
-    """How deep arrays and objects nest in JSON text, counted without parsing it (a parser
-    recurses, so text nested thousands deep would exhaust Python's stack)."""
-    depth = deepest = 0
-    for bracket in _BRACKETS.findall(_JSON_STRING.sub('""', raw)):
-        depth += 1 if bracket in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def parse_metadata(raw: str | None) -> dict[str, Any]:
-    """The ``metadata`` form field as a dict; checked before the upload is saved or embedded:
-    at most ``MAX_METADATA_BYTES`` of JSON (else 413), nested at most ``MAX_METADATA_DEPTH``
-    deep, a JSON object with no NaN or Infinity (else 422)."""
-    if raw is None or not raw.strip():
-        return {}
-    size = len(raw.encode())
-    if size > MAX_METADATA_BYTES:
-        raise ApiError(
-            413,
-            "too_large",
-            f"metadata is {size} bytes of JSON, over the limit of {MAX_METADATA_BYTES} bytes",
-        )
-    if _nesting_depth(raw) > MAX_METADATA_DEPTH:
-        raise ApiError(
-            422,
-            "invalid_metadata",
-            f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels",
-        )
-    try:
-        value = json.loads(raw, parse_constant=_refuse_constant)
-    except ValueError as exc:  # JSONDecodeError, or NaN / Infinity
-        raise ApiError(422, "invalid_metadata", f"metadata is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ApiError(422, "invalid_metadata", "metadata must be a JSON object")
-    return value
 
 
 def _embed(
@@ -99,37 +50,20 @@ def _embed(
     store: bool,
     windows: bool,
 ) -> EmbedResult | JSONResponse:
-    settings = state.settings
-    meta = parse_metadata(metadata)
-    upload = save_upload(
-        file.file,
-        file.filename,
-        settings.media_dir if store else settings.scratch_dir,
-        settings.max_upload_bytes,
-        unique_name=not store,
+    form = ingest.UploadForm(kind, file.file, file.filename, item_id, metadata, store, windows)
+    outcome = ingest.submit_upload(
+        form,
+        settings=state.settings,
+        backend=state.backend,
+        store=state.store,
+        jobs=state.jobs,
+        limits=state.limits,
     )
-    try:
-        info = check_media(upload.path, kind, state.limits, upload.client_name)
-    except MediaError:
-        upload.discard()
-        raise
-    job = EmbedRequest(
-        kind=kind,
-        path=str(upload.path),
-        sha256=upload.sha256,
-        client_name=upload.client_name,
-        media_created=upload.created,
-        store=store,
-        windows=windows,
-        item_id=item_id,
-        metadata=meta,
-    )
-    if info.duration > settings.sync_max_seconds:
-        status = state.jobs.submit(job.to_payload())
-        url = str(request.url_for("get_job", job_id=status.id))
-        body = JobAccepted(job_id=status.id, status_url=url)
+    if isinstance(outcome, ingest.JobAccepted):
+        url = str(request.url_for("get_job", job_id=outcome.job_id))
+        body = JobAccepted(job_id=outcome.job_id, status_url=url)
         return JSONResponse(body.model_dump(), status_code=202, headers={"Location": url})
-    return EmbedResult.model_validate(embed_and_store(job, state.backend, state.store))
+    return EmbedResult.model_validate(outcome.body)
 
 
 @router.post("/embed/video", response_model=EmbedResult, responses=_RESPONSES)
@@ -144,7 +78,10 @@ def embed_video(
 ) -> EmbedResult | JSONResponse:
     """Embed a video (its pictures and, when it has one, its sound) and store it as an item.
 
-    Files longer than ``sync_max_seconds`` are answered 202 with a job to poll."""
+    Files longer than ``sync_max_seconds`` are answered 202 with a job to poll. The same bytes
+    are stored once: sent again under another ``id`` they are refused (409
+    ``duplicate_content``, naming the stored item); sent again without an ``id`` (or with the
+    stored one) they answer the stored item."""
     return _embed("video", request, state, file, id, metadata, store, windows)
 
 
@@ -158,5 +95,7 @@ def embed_audio(
     store: StoreField = True,
     windows: WindowsField = False,
 ) -> EmbedResult | JSONResponse:
-    """Embed a sound (wav/mp3/ogg/flac, or a video's audio track) and store it as an item."""
+    """Embed a sound (wav/mp3/ogg/flac, or a video's audio track) and store it as an item.
+
+    The same duplicate-content rule as ``/embed/video``."""
     return _embed("audio", request, state, file, id, metadata, store, windows)
