@@ -297,6 +297,14 @@ def run_embed_job(
     return embed_and_store(EmbedRequest.from_payload(payload), backend, store, progress)
 
 
+def job_input_missing(payload: Mapping[str, Any]) -> str | None:
+    """Why a recorded embed job cannot run again after a restart (its file is gone), or None."""
+    request = EmbedRequest.from_payload(payload)
+    if not Path(request.path).is_file():
+        return f"its upload {request.client_name!r} is no longer on disk; send it again"
+    return None
+
+
 def _remove(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()

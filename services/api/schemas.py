@@ -54,6 +54,13 @@ class JobOut(BaseModel):
     error: ErrorDetail | None = None
 
 
+class JobPage(BaseModel):
+    jobs: list[JobOut]
+    total: int
+    offset: int
+    limit: int
+
+
 class SearchResult(BaseModel):
     id: str
     kind: Literal["video", "audio"]

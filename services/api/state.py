@@ -17,7 +17,8 @@ from services.api.errors import job_error
 from services.api.metrics import ServiceMetrics
 from services.embedding import EmbeddingBackend, LocalEmbeddingBackend, media_limits
 from services.index import IndexStore, SnapshotPolicy
-from services.ingest import run_embed_job
+from services.ingest import job_input_missing, run_embed_job
+from services.job_records import JobRecords
 from services.jobs import JobRunner, ThreadJobRunner
 from services.settings import Settings
 from services.worker.backend import CeleryEmbeddingBackend
@@ -90,13 +91,15 @@ def start_services(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
     except BaseException:
         backend.close()
         raise
+    for directory in (settings.media_dir, settings.scratch_dir):
+        directory.mkdir(parents=True, exist_ok=True)
     jobs = ThreadJobRunner(
         partial(run_embed_job, backend=backend, store=store),
+        records=JobRecords(store.database_path),
         workers=settings.job_workers,
         describe_error=job_error,
     )
-    for directory in (settings.media_dir, settings.scratch_dir):
-        directory.mkdir(parents=True, exist_ok=True)
+    jobs.resume(job_input_missing)
     readiness: dict[str, ReadinessCheck] = {
         "model": backend.is_ready,
         "index": partial(_store_is_open, store),

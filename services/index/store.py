@@ -380,6 +380,11 @@ class IndexStore:
 
     # -- reads ----------------------------------------------------------------------------
 
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file of the items (the service keeps its job records there too)."""
+        return self._db.path
+
     def find_content(self, content_hash: str) -> ItemRecord | None:
         """The item of this store's model version holding ``content_hash``, if any."""
         self._check_open()
