@@ -142,6 +142,10 @@ class ThreadJobRunner:
             log.info("jobs of the previous run: %d queued again, %d failed", resumed, failed)
         return resumed, failed
 
+    def unfinished_payloads(self) -> list[dict[str, Any]]:
+        """The payloads of the queued and running jobs (their files must stay)."""
+        return [dict(row["payload"]) for row in self._records.unfinished()]
+
     def status(self, job_id: str) -> JobStatus:
         row = self._records.get(job_id)
         if row is None:

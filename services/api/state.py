@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 from avid_model.media import MediaLimits
 from services.api.errors import job_error
@@ -20,6 +21,7 @@ from services.index import IndexStore, SnapshotPolicy
 from services.ingest import job_input_missing, run_embed_job
 from services.job_records import JobRecords
 from services.jobs import JobRunner, ThreadJobRunner
+from services.media_files import remove_orphans
 from services.settings import Settings
 from services.worker.backend import CeleryEmbeddingBackend
 
@@ -100,6 +102,12 @@ def start_services(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
         describe_error=job_error,
     )
     jobs.resume(job_input_missing)
+    remove_orphans(
+        settings.media_dir,
+        settings.scratch_dir,
+        is_stored=store.holds_content,
+        in_use=[Path(payload["path"]) for payload in jobs.unfinished_payloads()],
+    )
     readiness: dict[str, ReadinessCheck] = {
         "model": backend.is_ready,
         "index": partial(_store_is_open, store),

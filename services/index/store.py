@@ -385,6 +385,12 @@ class IndexStore:
         """The SQLite file of the items (the service keeps its job records there too)."""
         return self._db.path
 
+    def holds_content(self, content_hash: str) -> bool:
+        """Whether an item of any model version holds ``content_hash`` (its kept file is
+        needed: by the item, or by ``avid reindex``)."""
+        self._check_open()
+        return self._db.holds_content(content_hash)
+
     def find_content(self, content_hash: str) -> ItemRecord | None:
         """The item of this store's model version holding ``content_hash``, if any."""
         self._check_open()
