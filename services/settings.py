@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         description="a task not acknowledged this long (its worker died) is delivered again; "
         "keep it above the longest embedding",
     )
+    worker_heartbeat_ttl_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="a worker announces itself in Redis every third of this; silent this long, "
+        "it counts as gone: /readyz drops it and the API sends its running tasks again",
+    )
     worker_concurrency: int = Field(
         default=2, ge=1, description="tasks one `avid worker` runs at once (threads, one model)"
     )

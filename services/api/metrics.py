@@ -46,6 +46,7 @@ class ServiceMetrics:
             "avid_index_stale_items", "items of another model version", registry=r
         )
         self.jobs = Gauge("avid_jobs", "background jobs held, by state", ["state"], registry=r)
+        self._workers_by_model: Callable[[], Mapping[str, int]] | None = None
 
     def observe_batch(self, modality: str, clips: int) -> None:
         self.batch_clips.labels(modality=modality).observe(clips)
@@ -62,6 +63,16 @@ class ServiceMetrics:
         )
         gauge.set_function(depth)
 
+    def track_workers(self, by_model: Callable[[], Mapping[str, int]]) -> None:
+        """The distributed mode's live workers (heartbeats in Redis), by model version."""
+        self._workers_by_model = by_model
+        self.workers = Gauge(
+            "avid_workers",
+            "live `avid worker`s (current heartbeat), by the model version they embed with",
+            ["model_version"],
+            registry=self.registry,
+        )
+
     def render(self, index_stats: Mapping[str, Any], job_counts: Mapping[JobState, int]) -> bytes:
         """The Prometheus text exposition, with the index and job gauges refreshed."""
         for modality, stats in index_stats.get("modalities", {}).items():
@@ -70,6 +81,10 @@ class ServiceMetrics:
         self.stale_items.set(index_stats.get("stale_items", 0))
         for state, n in job_counts.items():
             self.jobs.labels(state=state).set(n)
+        if self._workers_by_model is not None:
+            self.workers.clear()
+            for version, n in self._workers_by_model().items():
+                self.workers.labels(model_version=version).set(n)
         return generate_latest(self.registry)
 
 

@@ -27,7 +27,7 @@ from services.worker.backend import CeleryEmbeddingBackend
 
 log = logging.getLogger(__name__)
 
-ReadinessCheck = Callable[[], bool]
+ReadinessCheck = Callable[[], bool | int]  # falsy: not ready (0 workers, say)
 
 
 @dataclass
@@ -41,11 +41,12 @@ class ServiceState:
     # name -> check; /readyz is 200 only when all pass. A broker-backed setup adds "broker".
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
 
-    def readiness_report(self) -> dict[str, bool]:
-        report = {}
+    def readiness_report(self) -> dict[str, bool | int]:
+        report: dict[str, bool | int] = {}
         for name, check in self.readiness.items():
             try:
-                report[name] = bool(check())
+                value = check()
+                report[name] = value if isinstance(value, int) else bool(value)
             except Exception:
                 log.exception("readiness check %s failed", name)
                 report[name] = False
@@ -75,8 +76,9 @@ def _start_backend(
         return local, {}
     remote = CeleryEmbeddingBackend.from_settings(settings)
     metrics.track_broker_queue(remote.queue_depth)
+    metrics.track_workers(remote.workers_by_model)
     log.info("embedding through Celery workers, model %s", remote.model_version)
-    return remote, {"broker": remote.broker_is_reachable}
+    return remote, {"broker": remote.broker_is_reachable, "workers": remote.live_worker_count}
 
 
 def start_services(settings: Settings, metrics: ServiceMetrics) -> ServiceState:

@@ -169,7 +169,8 @@ def test_unreachable_broker_is_not_ready_and_embeds_answer_503(
     with TestClient(create_app(settings)) as client:  # starts: the broker is not needed yet
         ready = client.get("/readyz")
         assert ready.status_code == 503
-        assert ready.json()["checks"] == {"model": True, "index": True, "broker": False}
+        checks = {"model": True, "index": True, "broker": False, "workers": 0}
+        assert ready.json()["checks"] == checks
         assert "avid_broker_queue_tasks NaN" in client.get("/metrics").text
         response = client.post("/embed/audio", files=upload(media.wav))
         assert_error(response, 503, "unavailable", "broker")
