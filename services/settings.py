@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     )
     api_key: SecretStr | None = Field(default=None, description="None: no authentication")
     max_upload_bytes: int = Field(default=256 * 1024**2, gt=0)
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="a request body that sends no byte for this long is cut off (408)",
+    )
     max_duration_s: float = Field(default=900.0, gt=0)
     max_pixels: int = Field(default=3840 * 2160, gt=0)
     window_hop: float = Field(default=1.0, gt=0, description="seconds between window starts")

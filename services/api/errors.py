@@ -40,7 +40,13 @@ _SERVICE_STATUS: dict[type, int] = {
     NotFound: 404,
     Unavailable: 503,
 }
-_HTTP_CODES = {401: "unauthorized", 404: "not_found", 413: "too_large", 422: "invalid_request"}
+_HTTP_CODES = {
+    401: "unauthorized",
+    404: "not_found",
+    408: "body_timeout",
+    413: "too_large",
+    422: "invalid_request",
+}
 
 
 class ApiError(Exception):
