@@ -15,7 +15,7 @@ import torch
 
 from avid_model.checkpoint import load_checkpoint
 from avid_model.inference import Embedder, FileEmbedding, InferenceSettings, embed_file
-from avid_model.media import MediaLimits
+from avid_model.media import MediaInfo, MediaLimits
 from services.batcher import BatchingEmbedder, BatchObserver
 from services.errors import Unavailable
 from services.index import Modality
@@ -41,8 +41,10 @@ class EmbeddingBackend(Protocol):
         path: Path,
         modalities: frozenset[Modality] = ALL_MODALITIES,
         progress: Progress | None = None,
+        info: MediaInfo | None = None,
     ) -> FileEmbedding:
-        """Per-window vectors of ``path`` for the wanted ``modalities`` (others are None).
+        """Per-window vectors of ``path`` for the wanted ``modalities`` (others are None and
+        their streams are not decoded). ``info``: the caller's probe of the file, if any.
 
         Raises the ``MediaError`` family for media that cannot be used, and
         ``BackendUnavailable`` when the file cannot be embedded now."""
@@ -99,6 +101,7 @@ class LocalEmbeddingBackend:
         path: Path,
         modalities: frozenset[Modality] = ALL_MODALITIES,
         progress: Progress | None = None,
+        info: MediaInfo | None = None,
     ) -> FileEmbedding:
         result = embed_file(
             path,
@@ -110,6 +113,8 @@ class LocalEmbeddingBackend:
             limits=self.limits,
             batch_size=self.file_batch_clips,
             progress=progress,
+            streams=frozenset(modalities),
+            info=info,
         )
         if "video" not in modalities:
             result.video = None

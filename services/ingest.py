@@ -51,6 +51,7 @@ class EmbedRequest:
     windows: bool = False
     item_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    probe: dict[str, Any] | None = None  # the upload's MediaInfo: a job does not probe again
 
     @property
     def keep_media(self) -> bool:
@@ -189,10 +190,11 @@ def submit_upload(
         windows=form.windows,
         item_id=form.item_id,
         metadata=metadata,
+        probe=asdict(info),
     )
     if info.duration > settings.sync_max_seconds:
         return JobAccepted(jobs.submit(request.to_payload()).id)
-    return EmbedResult(embed_and_store(request, backend, store))
+    return EmbedResult(embed_and_store(request, backend, store, info=info))
 
 
 def _window_vectors(emb: FileEmbedding, modality: Modality) -> WindowVectors | None:
@@ -243,6 +245,7 @@ def embed_and_store(
     backend: EmbeddingBackend,
     store: IndexStore,
     progress: Progress | None = None,
+    info: MediaInfo | None = None,
 ) -> dict[str, Any]:
     """Embed the file, add it to the index (when ``request.store``), return the result body.
 
@@ -255,7 +258,7 @@ def embed_and_store(
     )
     try:
         try:
-            emb = backend.embed_file(path, wanted, progress)
+            emb = backend.embed_file(path, wanted, progress, info)
         except MediaError as exc:
             raise renamed(exc, request.client_name) from exc
         if (emb.video if request.kind == "video" else emb.audio) is None:
@@ -294,7 +297,9 @@ def run_embed_job(
     payload: Mapping[str, Any], progress: Progress, backend: EmbeddingBackend, store: IndexStore
 ) -> dict[str, Any]:
     """A background job's body (see ``services.jobs``)."""
-    return embed_and_store(EmbedRequest.from_payload(payload), backend, store, progress)
+    request = EmbedRequest.from_payload(payload)
+    info = MediaInfo(**request.probe) if request.probe is not None else None
+    return embed_and_store(request, backend, store, progress, info)
 
 
 def job_input_missing(payload: Mapping[str, Any]) -> str | None:

@@ -70,7 +70,7 @@ def search_by_file(
             path=shown_name,
         )
     try:
-        emb = backend.embed_file(path, frozenset({query_modality}))
+        emb = backend.embed_file(path, frozenset({query_modality}), info=info)
     except MediaError as exc:
         raise renamed(exc, shown_name) from exc
     vectors = emb.video if query_modality == "video" else emb.audio

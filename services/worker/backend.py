@@ -37,7 +37,7 @@ from kombu.exceptions import OperationalError
 
 from avid_model.checkpoint import CheckpointError, read_metadata
 from avid_model.inference import FileEmbedding
-from avid_model.media import MediaLimits
+from avid_model.media import MediaInfo, MediaLimits
 from services.embedding import ALL_MODALITIES, BackendUnavailable, media_limits
 from services.index import Modality
 from services.jobs import Progress
@@ -153,7 +153,9 @@ class CeleryEmbeddingBackend:
         path: Path,
         modalities: frozenset[Modality] = ALL_MODALITIES,
         progress: Progress | None = None,
+        info: MediaInfo | None = None,
     ) -> FileEmbedding:
+        """See ``EmbeddingBackend``; ``info`` stays here (the worker probes its own copy)."""
         kwargs = embed_task_kwargs(
             shared_relative_path(path, self.data_dir),
             modalities,
