@@ -52,7 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = None
     install_exception_handlers(app)
     app.add_middleware(RequestGuardMiddleware)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for module in (embed, search, items, jobs, health):
-        app.include_router(module.router)
+    routers = [module.router for module in (embed, search, items, jobs, health)]
+    routes = [route for router in routers for route in router.routes]
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
+    for router in routers:
+        app.include_router(router)
     return app

@@ -4,10 +4,11 @@ in tests), and the ASGI middleware that counts requests by route template and st
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.jobs import JobState
@@ -88,21 +89,32 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
-def _route_template(scope: Scope) -> str:
+def _route_template(scope: Scope, routes: Sequence[BaseRoute]) -> str:
     """The matched route's path template (bounded label values), e.g. ``/items/{item_id}``.
 
-    The router records the route it picked in the (shared) scope."""
+    The router records the route it picked in the (shared) scope. A request answered before
+    routing (the request guard's 401 and 413) is matched against ``routes`` here, so it
+    counts under its real route too."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return str(path) if path else "unmatched"
+    if path:
+        return str(path)
+    for candidate in routes:
+        match, _ = candidate.matches(scope)
+        if match == Match.FULL:
+            return str(getattr(candidate, "path", "unmatched"))
+    return "unmatched"
 
 
 class MetricsMiddleware:
     """Counts every HTTP request by method, route template and status, and times it."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: ServiceMetrics, routes: Sequence[BaseRoute] = ()
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,7 +132,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = _route_template(scope)
+            route = _route_template(scope, self.routes)
             method = str(scope.get("method", ""))
             self.metrics.requests.labels(method=method, route=route, status=str(status)).inc()
             self.metrics.latency.labels(method=method, route=route).observe(
