@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from avid_model.media import MediaLimits
 from services.api.errors import job_error
@@ -40,6 +41,8 @@ class ServiceState:
     limits: MediaLimits
     # name -> check; /readyz is 200 only when all pass. A broker-backed setup adds "broker".
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
+    # Distributed mode: the live workers (hostname, model version, concurrency) for /readyz.
+    live_workers: Callable[[], list[dict[str, Any]]] | None = None
 
     def readiness_report(self) -> dict[str, bool | int]:
         report: dict[str, bool | int] = {}
@@ -115,4 +118,7 @@ def start_services(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
         "index": partial(_store_is_open, store),
         **backend_checks,
     }
-    return ServiceState(settings, backend, store, jobs, metrics, media_limits(settings), readiness)
+    workers = backend.worker_list if isinstance(backend, CeleryEmbeddingBackend) else None
+    return ServiceState(
+        settings, backend, store, jobs, metrics, media_limits(settings), readiness, workers
+    )

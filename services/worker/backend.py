@@ -309,6 +309,13 @@ class CeleryEmbeddingBackend:
         workers = self.probe.live_workers() or []
         return sum(w.model_version == self.model_version for w in workers)
 
+    def worker_list(self) -> list[dict[str, Any]]:
+        """The live workers as /readyz shows them (empty when Redis does not answer)."""
+        return [
+            {"hostname": w.hostname, "model_version": w.model_version, "concurrency": w.concurrency}
+            for w in self.probe.live_workers() or []
+        ]
+
     def workers_by_model(self) -> dict[str, int]:
         """Live workers by the model version they embed with (for /metrics)."""
         return dict(Counter(w.model_version for w in self.probe.live_workers() or []))

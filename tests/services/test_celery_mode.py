@@ -171,13 +171,17 @@ def test_readyz_and_metrics_report_the_broker(deployment: Deployment) -> None:
     with TestClient(create_app(deployment.settings())) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.text
-        assert ready.json() == {
-            "status": "ready",
-            "checks": {"model": True, "index": True, "broker": True, "workers": 1},
-        }
+        body = ready.json()
+        assert (body["status"], body["checks"]) == (
+            "ready",
+            {"model": True, "index": True, "broker": True, "workers": 1},
+        )
+        version = client.app.state.services.backend.model_version  # type: ignore[attr-defined]
+        [worker] = body["workers"]
+        assert (worker["model_version"], worker["concurrency"]) == (version, 2)
+        assert worker["hostname"].startswith("avid-")
         text = client.get("/metrics").text
         assert "avid_broker_queue_tasks 0.0" in text
-        version = client.app.state.services.backend.model_version  # type: ignore[attr-defined]
         assert f'avid_workers{{model_version="{version}"}} 1.0' in text
 
 

@@ -56,6 +56,7 @@ def test_no_live_worker_is_a_quick_503_no_worker_and_not_ready(
             assert ready.status_code == 503, ready.text
             assert ready.json()["checks"]["workers"] == 0
             assert ready.json()["checks"]["broker"] is True
+            assert ready.json()["workers"] == []
             start = time.monotonic()
             response = client.post("/embed/audio", files=upload(media.wav))
             assert_error(response, 503, "no_worker", "no `avid worker` is running")
@@ -70,7 +71,11 @@ def test_no_live_worker_is_a_quick_503_no_worker_and_not_ready(
             redis_client.close()
             response = client.post("/embed/audio", files=upload(media.wav))
             assert_error(response, 503, "worker_model_mismatch", "another-model")
-            assert client.get("/readyz").json()["checks"]["workers"] == 0
+            ready = client.get("/readyz").json()
+            assert ready["checks"]["workers"] == 0
+            assert ready["workers"] == [
+                {"hostname": "other@test", "model_version": "another-model", "concurrency": 1}
+            ]
             assert 'avid_workers{model_version="another-model"} 1.0' in client.get("/metrics").text
 
 
