@@ -28,6 +28,17 @@ WEIGHTS_FILE = "model.safetensors"
 META_FILE = "avid.json"
 # The committed demo checkpoint: what `avid serve` and `avid embed` load when given none.
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "avid-lite-avdigits"
+CHECKPOINT_ENV = "AVID_CHECKPOINT"  # the setting `avid serve` reads (services.settings)
+
+
+def configured_checkpoint() -> tuple[Path, str]:
+    """The checkpoint a command loads when given none, and where that choice came from:
+    ``AVID_CHECKPOINT`` when set (as `avid serve` and `avid worker` read it), else the
+    committed ``DEFAULT_CHECKPOINT``."""
+    value = os.environ.get(CHECKPOINT_ENV, "")
+    if value:
+        return Path(value), CHECKPOINT_ENV
+    return DEFAULT_CHECKPOINT, "the default"
 
 
 class CheckpointError(Exception):

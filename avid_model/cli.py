@@ -12,16 +12,10 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
+from avid_model.command_args import CommandError
 from avid_model.errors import MediaError
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
-
-
-class CommandError(Exception):
-    """A user-facing failure: printed as ``avid COMMAND: error: ...`` with exit status 2.
-
-    ``main`` reports a ``MediaError`` and an ``OSError`` (a missing, unreadable or unwritable
-    file) the same way: one line on stderr, no traceback."""
 
 
 def _os_error_text(exc: OSError) -> str:
@@ -29,17 +23,6 @@ def _os_error_text(exc: OSError) -> str:
     if exc.filename is not None and exc.strerror:
         return f"{exc.filename}: {exc.strerror}"
     return str(exc)
-
-
-def positive_int(text: str) -> int:
-    """An argparse ``type`` for counts: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,8 +56,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # ``python -m avid_model.cli``: run the imported module's main, whose CommandError is the
-    # one the commands raise (this file, run as __main__, defines a second, different class).
-    from avid_model.cli import main as package_main
-
-    sys.exit(package_main())
+    sys.exit(main())

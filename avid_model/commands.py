@@ -15,10 +15,11 @@ import torch
 from avid_model.checkpoint import (
     DEFAULT_CHECKPOINT,
     CheckpointError,
+    configured_checkpoint,
     load_checkpoint,
     read_metadata,
 )
-from avid_model.cli import CommandError
+from avid_model.command_args import CommandError
 from avid_model.errors import MediaError
 from avid_model.features import SpectrogramStats
 from avid_model.inference import Embedder, FileEmbedding, InferenceSettings
@@ -68,7 +69,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--checkpoint",
         type=Path,
-        help=f"a checkpoint directory (default: {DEFAULT_CHECKPOINT}, as `avid serve`)",
+        help=f"a checkpoint directory (default: $AVID_CHECKPOINT, else {DEFAULT_CHECKPOINT}; "
+        "as `avid serve`)",
     )
     group.add_argument(
         "--model", help="a registered name, randomly initialised (random weights, no checkpoint)"
@@ -83,12 +85,17 @@ def _load_model(args: argparse.Namespace) -> AVIDModel:
         if args.model is not None:
             torch.manual_seed(0)
             return create_model(args.model).eval()
-        if args.checkpoint is None and not DEFAULT_CHECKPOINT.exists():
+        if args.checkpoint is not None:
+            return load_checkpoint(args.checkpoint)
+        path, source = configured_checkpoint()
+        if source == "the default":
+            path = DEFAULT_CHECKPOINT  # read at call time (tests point it elsewhere)
+        if not path.exists():
             raise CommandError(
-                f"no checkpoint given and the default {DEFAULT_CHECKPOINT} does not exist: "
+                f"no checkpoint given and {source} {path} does not exist: "
                 "pass --checkpoint DIR, or --model NAME for random weights"
             )
-        return load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT)
+        return load_checkpoint(path)
     except (CheckpointError, UnknownModelError) as exc:
         raise CommandError(str(exc)) from exc
 

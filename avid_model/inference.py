@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.fx.experimental.optimization import fuse
 
 from avid_model.features import PreprocessConfig, SpectrogramStats, audio_batch, video_batch
-from avid_model.media import MediaLimits, MediaWindow, iter_windows, probe
+from avid_model.media import MediaInfo, MediaLimits, MediaWindow, iter_windows, probe
 from avid_model.model import AVIDModel
 
 Precision = Literal["auto", "fp32", "bf16"]
@@ -179,20 +179,27 @@ def embed_file(
     limits: MediaLimits | None = None,
     batch_size: int = 16,
     progress: Callable[[float], None] | None = None,
+    streams: frozenset[str] = frozenset({"video", "audio"}),
+    info: MediaInfo | None = None,
 ) -> FileEmbedding:
     """Decode ``path`` window by window (streamed) and embed each batch of ``batch_size``.
 
     ``encode_video``/``encode_audio`` map model inputs to ``(n, D)`` unit vectors (an
-    ``Embedder``'s methods, or a service's cross-request batcher). ``progress`` is called with
-    the fraction of the file's duration done so far. Raises the ``MediaError`` family.
+    ``Embedder``'s methods, or a service's cross-request batcher). Only the ``streams`` asked
+    for are decoded and embedded (the other's vectors are None; ``has_video``/``has_audio``
+    still say what the file holds). ``info``: the file's probe when the caller made it already.
+    ``progress`` is called with the fraction of the file's duration done so far. Raises the
+    ``MediaError`` family.
     """
     limits = limits or MediaLimits()
     path = Path(path)
-    info = probe(path, limits)
+    info = info if info is not None else probe(path, limits)
     result = FileEmbedding(info.duration, info.has_video, info.has_audio)
     video_parts: list[torch.Tensor] = []
     audio_parts: list[torch.Tensor] = []
-    windows = iter_windows(path, preprocess=preprocess, hop=hop, limits=limits)
+    windows = iter_windows(
+        path, preprocess=preprocess, hop=hop, limits=limits, streams=streams, info=info
+    )
     for batch in _batched(windows, batch_size):
         clips = [w.video for w in batch if w.video is not None]
         waves = [w.audio for w in batch if w.audio is not None]

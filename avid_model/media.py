@@ -486,8 +486,14 @@ def iter_windows(
     hop: float = 1.0,
     limits: MediaLimits | None = None,
     stats: WindowStats | None = None,
+    streams: frozenset[str] = frozenset({"video", "audio"}),
+    info: MediaInfo | None = None,
 ) -> Iterator[MediaWindow]:
     """Stream serving windows over a whole file, in one streaming pass per stream.
+
+    Only the ``streams`` asked for are decoded (an audio embedding of a video file never
+    decodes a frame; the other stream's field is None). ``info``: the file's probe, when the
+    caller has it already (the file is then not probed again).
 
     Window i starts at i * hop, for every start more than 50 ms before the file's end (at
     least one window);
@@ -502,11 +508,13 @@ def iter_windows(
     p = Path(path)
     limits = limits or MediaLimits()
     stats = stats if stats is not None else WindowStats()
-    info = probe(p, limits)
+    info = info if info is not None else probe(p, limits)
     count = max(1, math.ceil((info.duration - _END_SLACK) / hop))
     starts = [i * hop for i in range(count)]
-    videos = _video_windows(p, starts, preprocess, limits, stats) if info.has_video else None
-    audios = _audio_windows(p, starts, preprocess, limits, stats) if info.has_audio else None
+    want_video = info.has_video and "video" in streams
+    want_audio = info.has_audio and "audio" in streams
+    videos = _video_windows(p, starts, preprocess, limits, stats) if want_video else None
+    audios = _audio_windows(p, starts, preprocess, limits, stats) if want_audio else None
     for i, s in enumerate(starts):
         video = next(videos) if videos is not None else None
         audio = next(audios) if audios is not None else None

@@ -278,9 +278,9 @@ def measure(
 
 
 def check_celery_mode() -> None:
-    if importlib.util.find_spec("services.worker_cli") is None:
+    if importlib.util.find_spec("services.worker.process") is None:
         raise SystemExit(
-            "--modes celery: `avid worker` is not in this checkout (no services.worker_cli)"
+            "--modes celery: `avid worker` is not in this checkout (no services.worker.process)"
         )
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()

@@ -1,31 +1,60 @@
-"""``avid serve``: run the embedding service with uvicorn (``avid worker``: ``worker_cli``).
+"""The service's ``avid`` commands, all registered here the same way: ``serve``, ``worker``,
+``reindex`` and ``demo``.
 
-Registered in the ``avid.commands`` entry-point group as ``services.cli:register``.
+Registered in the ``avid.commands`` entry-point group as ``services.cli:register``. Each
+command's parser is built here; its work is imported when it runs (so ``avid --help`` does
+not import uvicorn, Celery or the model).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TypeAlias
 
-from pydantic import ValidationError
+from avid_model.command_args import CommandError, positive_int
+from services.settings import Settings, StartupError, settings_from_args
 
-from avid_model.cli import CommandError
-from services import reindex_cli, worker_cli
-from services.settings import Settings, StartupError, get_settings
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+REINDEX_DESCRIPTION = (
+    "Re-embed the kept media of every item stored by another model with NEW, keeping "
+    "each item's id, kind and metadata, so that a service started with NEW serves "
+    "them all. The old vectors stay in place until every file has been embedded, "
+    "then each item is switched to the new ones and its old ones are dropped (copy "
+    "the data directory first to be able to go back). Safe to re-run: files already "
+    "embedded by NEW are not embedded again. Refuses to run while a service has the "
+    "data directory open. Exit status: 0 when every item now has NEW's vectors, 1 "
+    "when some were left with their old ones (missing or undecodable media; listed; "
+    "with --dry-run: would be), 2 on an error."
+)
+DEMO_DESCRIPTION = """the README's main job, against the real HTTP service.
+
+Starts the embedded service (the committed AV-Digits checkpoint unless ``--checkpoint``),
+ingests the clips of one split of an AV-Digits manifest with ``POST /embed/video``, prints a
+few cross-modal searches and the hit rates over every clip, then keeps serving until Ctrl-C
+(``--exit`` stops instead). Hit rates: class level, a result showing the query's digit
+(chance 0.1), with ``GET /search`` from each stored item (which leaves the item itself out);
+instance level, the query's own clip found again from its uploaded file with ``POST /search``.
+Re-running is idempotent: a clip already stored under its id is not embedded twice.
+"""
+WORKER_DESCRIPTION = (
+    "Run a Celery worker that embeds the files `avid serve` hands it when "
+    "AVID_BROKER_URL is set. It must see the API's data directory (shared storage: "
+    "files travel as paths, never through Redis) and load the API's checkpoint; the "
+    "model is loaded on the first task. Tasks of a worker share one model and batch "
+    "their windows together. Options override the AVID_* settings."
+)
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        "serve",
-        help="run the HTTP embedding and search service",
-        description="Run the embedding service. Options override the AVID_* settings.",
-    )
-    add_server_options(p, log_level="info")
-    p.set_defaults(func=cmd_serve)
-    reindex_cli.register(subparsers)
-    worker_cli.register(subparsers)
+def register(subparsers: Subparsers) -> None:
+    """Add every command of the service to ``avid``."""
+    _register_serve(subparsers)
+    _register_worker(subparsers)
+    _register_reindex(subparsers)
+    _register_demo(subparsers)
 
 
 def add_server_options(p: argparse.ArgumentParser, *, log_level: str) -> None:
@@ -39,31 +68,182 @@ def add_server_options(p: argparse.ArgumentParser, *, log_level: str) -> None:
     )
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """The environment's settings with the command-line options applied (and checked)."""
-    overrides: dict[str, Any] = {
-        name: value
-        for name in ("host", "port", "checkpoint", "data_dir")
-        if (value := getattr(args, name, None)) is not None
-    }
-    try:
-        base = get_settings()
-        settings = Settings.model_validate({**base.model_dump(), **overrides})
-        settings.checkpoint_path()  # fail now, with a clear message, not inside uvicorn
-    except ValidationError as exc:
-        raise CommandError(f"invalid setting: {exc}") from exc
-    except StartupError as exc:
-        raise CommandError(str(exc)) from exc
-    return settings
+# ----------------------------------------------------------------------------- avid serve
+
+
+def _register_serve(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="run the HTTP embedding and search service",
+        description="Run the embedding service. Options override the AVID_* settings.",
+    )
+    add_server_options(p, log_level="info")
+    p.set_defaults(func=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from services.app import create_app
+    from services.api.app import create_app
 
     settings = settings_from_args(args)
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level
     )
     return 0
+
+
+# ----------------------------------------------------------------------------- avid worker
+
+
+def _register_worker(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "worker",
+        help="run a Celery worker that embeds media for `avid serve` (distributed mode)",
+        description=WORKER_DESCRIPTION,
+    )
+    p.add_argument("--broker-url", help="the Redis broker, redis://host:6379/0 (AVID_BROKER_URL)")
+    p.add_argument("--checkpoint", type=Path, help="checkpoint directory (AVID_CHECKPOINT)")
+    p.add_argument(
+        "--data-dir", type=Path, help="the data directory shared with the API (AVID_DATA_DIR)"
+    )
+    p.add_argument(
+        "--concurrency",
+        type=positive_int,
+        dest="worker_concurrency",
+        metavar="N",
+        help="tasks run at once, threads sharing one model (AVID_WORKER_CONCURRENCY, default 2)",
+    )
+    p.add_argument(
+        "--pool",
+        choices=("threads", "solo"),
+        default="threads",
+        help="threads (default) or solo (one task at a time)",
+    )
+    p.add_argument(
+        "--loglevel",
+        "--log-level",
+        dest="loglevel",
+        choices=LOG_LEVELS,
+        default="info",
+        metavar="LEVEL",
+        help=f"{', '.join(LOG_LEVELS)} (default info)",
+    )
+    p.set_defaults(func=cmd_worker)
+
+
+def worker_settings(args: argparse.Namespace) -> Settings:
+    """The environment's settings with the options applied; checked before Celery starts."""
+    from avid_model.checkpoint import CheckpointError, read_metadata
+    from services.worker.celery_app import redis_url
+
+    names = ("broker_url", "checkpoint", "data_dir", "worker_concurrency")
+    settings = settings_from_args(args, names, check_checkpoint=False)
+    if settings.broker_url is None:
+        raise CommandError("no broker: set AVID_BROKER_URL or pass --broker-url redis://...")
+    try:
+        redis_url(settings.broker_url, "the broker URL")
+        read_metadata(settings.checkpoint_path())  # a bad checkpoint fails now, not per task
+    except (StartupError, CheckpointError) as exc:
+        raise CommandError(str(exc)) from exc
+    return settings
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from services.worker.process import run_worker
+
+    settings = worker_settings(args)
+    return run_worker(settings, pool=args.pool, loglevel=args.loglevel)
+
+
+# ----------------------------------------------------------------------------- avid reindex
+
+
+def _register_reindex(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "reindex",
+        help="re-embed every stored item's media with a new checkpoint",
+        description=REINDEX_DESCRIPTION,
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        metavar="NEW",
+        help="the new model's checkpoint directory",
+    )
+    p.add_argument(
+        "--data-dir", type=Path, metavar="DIR", help="index and media directory (AVID_DATA_DIR)"
+    )
+    p.add_argument(
+        "--batch",
+        type=positive_int,
+        dest="batch_max_clips",
+        metavar="N",
+        help="clips per forward pass (AVID_BATCH_MAX_CLIPS, default 32)",
+    )
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ... (AVID_DEVICE, default auto)")
+    p.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=2,
+        metavar="N",
+        help="files decoded at once (default 2)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="report what would be done; write nothing"
+    )
+    p.set_defaults(func=cmd_reindex)
+
+
+def reindex_settings(args: argparse.Namespace) -> Settings:
+    """The ``AVID_*`` settings (what a service would use: window hop, limits, precision...)
+    with this command's options applied."""
+    names = ("checkpoint", "data_dir", "batch_max_clips", "device")
+    return settings_from_args(args, names)
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from avid_model.checkpoint import CheckpointError
+    from services.index import IndexStoreError
+    from services.reindex.run import ReindexError, reindex
+
+    settings = reindex_settings(args)
+    try:
+        summary = reindex(
+            settings, jobs=args.jobs, dry_run=args.dry_run, show_progress=sys.stderr.isatty()
+        )
+    except (ReindexError, CheckpointError, IndexStoreError) as exc:
+        raise CommandError(str(exc)) from exc
+    print("\n".join(summary.lines()))
+    return 0 if summary.complete else 1
+
+
+# ----------------------------------------------------------------------------- avid demo
+
+
+def _register_demo(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="serve, ingest AV-Digits clips, print cross-modal searches (the README's main job)",
+        description=DEMO_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--clips", type=Path, required=True, help="an AV-Digits manifest.jsonl")
+    p.add_argument("--split", default="test", help="split to ingest ('' for all; default test)")
+    p.add_argument("--limit", type=int, default=0, help="ingest at most this many clips (0: all)")
+    p.add_argument("--examples", type=int, default=3, help="searches to print in full")
+    p.add_argument(
+        "--instance-queries", type=int, default=30, help="clips searched by uploaded file"
+    )
+    p.add_argument("--exit", action="store_true", help="stop after the report (no serving)")
+    add_server_options(p, log_level="warning")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from services.demo import run_demo
+
+    if args.limit < 0 or args.examples < 0 or args.instance_queries < 0:
+        raise CommandError("--limit, --examples and --instance-queries must not be negative")
+    return run_demo(settings_from_args(args), args)

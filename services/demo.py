@@ -1,12 +1,5 @@
-"""``avid demo``: the README's main job, against the real HTTP service.
-
-Starts the embedded service (the committed AV-Digits checkpoint unless ``--checkpoint``),
-ingests the clips of one split of an AV-Digits manifest with ``POST /embed/video``, prints a
-few cross-modal searches and the hit rates over every clip, then keeps serving until Ctrl-C
-(``--exit`` stops instead). Hit rates: class level, a result showing the query's digit
-(chance 0.1), with ``GET /search`` from each stored item (which leaves the item itself out);
-instance level, the query's own clip found again from its uploaded file with ``POST /search``.
-Re-running is idempotent: a clip already stored under its id is not embedded twice.
+"""``avid demo``'s work (its parser is in ``services.cli``): the README's main job,
+against the real HTTP service (see ``services.cli.DEMO_DESCRIPTION``).
 """
 
 from __future__ import annotations
@@ -22,9 +15,8 @@ from typing import Any
 import httpx
 import uvicorn
 
-from avid_model.cli import CommandError
-from services.app import create_app
-from services.cli import add_server_options, settings_from_args
+from avid_model.command_args import CommandError
+from services.api.app import create_app
 from services.settings import Settings
 
 STARTUP_TIMEOUT_S = 300.0
@@ -209,29 +201,3 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     finally:
         server.stop()
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``avid demo`` (entry point ``services.demo:register``)."""
-    p = subparsers.add_parser(
-        "demo",
-        help="serve, ingest AV-Digits clips, print cross-modal searches (the README's main job)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--clips", type=Path, required=True, help="an AV-Digits manifest.jsonl")
-    p.add_argument("--split", default="test", help="split to ingest ('' for all; default test)")
-    p.add_argument("--limit", type=int, default=0, help="ingest at most this many clips (0: all)")
-    p.add_argument("--examples", type=int, default=3, help="searches to print in full")
-    p.add_argument(
-        "--instance-queries", type=int, default=30, help="clips searched by uploaded file"
-    )
-    p.add_argument("--exit", action="store_true", help="stop after the report (no serving)")
-    add_server_options(p, log_level="warning")
-    p.set_defaults(func=cmd_demo)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    if args.limit < 0 or args.examples < 0 or args.instance_queries < 0:
-        raise CommandError("--limit, --examples and --instance-queries must not be negative")
-    return run_demo(settings_from_args(args), args)

@@ -3,7 +3,7 @@
 ``EmbeddingBackend`` is what the API depends on; ``LocalEmbeddingBackend`` (embedded mode, and
 inside each ``avid worker``) decodes in the calling thread and runs the model through one
 ``BatchingEmbedder`` shared by every request, so windows of concurrent uploads meet in the same
-forward pass. ``services.celery_backend.CeleryEmbeddingBackend`` is the distributed mode's.
+forward pass. ``services.worker.backend.CeleryEmbeddingBackend`` is the distributed mode's.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import torch
 
 from avid_model.checkpoint import load_checkpoint
 from avid_model.inference import Embedder, FileEmbedding, InferenceSettings, embed_file
-from avid_model.media import MediaLimits
+from avid_model.media import MediaInfo, MediaLimits
 from services.batcher import BatchingEmbedder, BatchObserver
+from services.errors import Unavailable
 from services.index import Modality
 from services.jobs import Progress
 from services.settings import Settings
@@ -24,13 +25,12 @@ from services.settings import Settings
 ALL_MODALITIES: frozenset[Modality] = frozenset({"video", "audio"})
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(Unavailable):
     """The backend cannot embed now: the broker is down, no worker answered in time, or the
     workers run another model. ``code`` is the API's error code (HTTP 503)."""
 
     def __init__(self, message: str, code: str = "unavailable") -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code=code)
 
 
 class EmbeddingBackend(Protocol):
@@ -41,8 +41,10 @@ class EmbeddingBackend(Protocol):
         path: Path,
         modalities: frozenset[Modality] = ALL_MODALITIES,
         progress: Progress | None = None,
+        info: MediaInfo | None = None,
     ) -> FileEmbedding:
-        """Per-window vectors of ``path`` for the wanted ``modalities`` (others are None).
+        """Per-window vectors of ``path`` for the wanted ``modalities`` (others are None and
+        their streams are not decoded). ``info``: the caller's probe of the file, if any.
 
         Raises the ``MediaError`` family for media that cannot be used, and
         ``BackendUnavailable`` when the file cannot be embedded now."""
@@ -99,6 +101,7 @@ class LocalEmbeddingBackend:
         path: Path,
         modalities: frozenset[Modality] = ALL_MODALITIES,
         progress: Progress | None = None,
+        info: MediaInfo | None = None,
     ) -> FileEmbedding:
         result = embed_file(
             path,
@@ -110,6 +113,8 @@ class LocalEmbeddingBackend:
             limits=self.limits,
             batch_size=self.file_batch_clips,
             progress=progress,
+            streams=frozenset(modalities),
+            info=info,
         )
         if "video" not in modalities:
             result.video = None

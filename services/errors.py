@@ -1,136 +1,51 @@
-"""Every error the API returns, mapped once: a JSON body ``{"error": {"code", "message"}}``.
+"""The service core's own errors: framework-free, each with a machine-readable ``code``.
 
-``describe(exc)`` gives (HTTP status, code, message) for any exception; the exception
-handlers and the background jobs (whose ``error`` is the same ``{"code", "message"}``) use it.
+Raised below ``services.api`` (ingest, query, uploads, the backends) and mapped to HTTP once,
+in ``services.api.errors`` (by class: ``InvalidInput`` 422, ``TooLarge`` 413, ``Conflict`` 409,
+``NotFound`` 404, ``Unavailable`` 503). The model library's ``MediaError`` family and the index
+store's ``IndexStoreError`` family are mapped there too.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
-from http import HTTPStatus
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+class ServiceError(Exception):
+    """Base class of the core's errors; ``str(err)`` says what went wrong to a person."""
 
-from avid_model.errors import MediaError
-from services.batcher import BatcherClosed
-from services.embedding import BackendUnavailable
-from services.index import (
-    BadItem,
-    IndexStoreError,
-    ItemExists,
-    ItemNotFound,
-    ModelVersionMismatch,
-    WindowNotFound,
-)
-from services.jobs import JobNotFound
+    code = "error"
 
-log = logging.getLogger(__name__)
-
-_MEDIA_413 = frozenset({"too_long", "too_large"})
-_HTTP_CODES = {401: "unauthorized", 404: "not_found", 413: "too_large", 422: "invalid_request"}
-
-
-class ApiError(Exception):
-    """An error raised on purpose by a route, with its status and machine-readable code."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code
         self.message = message
-        self.headers = dict(headers or {})
+        if code is not None:
+            self.code = code
 
 
-def describe(exc: Exception) -> tuple[int, str, str]:
-    """(HTTP status, code, message) for an exception; unknown ones are a bare 500."""
-    if isinstance(exc, ApiError):
-        return exc.status, exc.code, exc.message
-    if isinstance(exc, MediaError):
-        return (413 if exc.code in _MEDIA_413 else 422), exc.code, exc.message
-    if isinstance(exc, ItemNotFound | JobNotFound):
-        return 404, "not_found", str(exc)
-    if isinstance(exc, ItemExists):
-        hint = f"; DELETE /items/{exc.item_id} first to store this upload in its place"
-        return 409, "conflict", f"{exc}{hint if exc.item_id else ''}"
-    if isinstance(exc, ModelVersionMismatch):
-        return 409, "model_version_mismatch", f"{exc}; run `avid reindex`"
-    if isinstance(exc, WindowNotFound):
-        return 422, "no_window", str(exc)
-    if isinstance(exc, BadItem):
-        return 422, "bad_item", str(exc)
-    if isinstance(exc, BatcherClosed):
-        return 503, "unavailable", "the service is shutting down"
-    if isinstance(exc, BackendUnavailable):
-        return 503, exc.code, str(exc)
-    if isinstance(exc, IndexStoreError):
-        return 500, "index_error", str(exc)
-    return 500, "internal", "internal server error"
+class InvalidInput(ServiceError):
+    """A request whose fields cannot be used (HTTP 422)."""
+
+    code = "invalid_request"
 
 
-def job_error(exc: Exception) -> dict[str, str]:
-    """The ``error`` of a failed background job."""
-    _, code, message = describe(exc)
-    return {"code": code, "message": message}
+class TooLarge(ServiceError):
+    """A field over its size limit (HTTP 413)."""
+
+    code = "too_large"
 
 
-def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+class Conflict(ServiceError):
+    """The request contradicts what is stored (HTTP 409)."""
+
+    code = "conflict"
 
 
-def _validation_message(errors: Sequence[Any]) -> str:
-    parts = []
-    for err in errors:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg")))
-    return "; ".join(parts) or "invalid request"
+class NotFound(ServiceError):
+    """Nothing by that name (HTTP 404)."""
+
+    code = "not_found"
 
 
-async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    return error_response(422, "invalid_request", _validation_message(exc.errors()))
+class Unavailable(ServiceError):
+    """The service cannot do it now: shutting down, no worker, broker down (HTTP 503)."""
 
-
-async def _on_http(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    code = _HTTP_CODES.get(exc.status_code)
-    if code is None:
-        try:
-            code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
-        except ValueError:
-            code = "http_error"
-    return error_response(exc.status_code, code, str(exc.detail), exc.headers)
-
-
-async def _on_known(request: Request, exc: Exception) -> JSONResponse:
-    status, code, message = describe(exc)
-    if status >= 500:
-        log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
-    headers = exc.headers if isinstance(exc, ApiError) else None
-    return error_response(status, code, message, headers)
-
-
-def install_exception_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, _on_validation)
-    app.add_exception_handler(StarletteHTTPException, _on_http)
-    known_errors: tuple[type[Exception], ...] = (
-        ApiError,
-        MediaError,
-        IndexStoreError,
-        JobNotFound,
-        BatcherClosed,
-        BackendUnavailable,
-        Exception,
-    )
-    for known in known_errors:
-        app.add_exception_handler(known, _on_known)
+    code = "unavailable"

@@ -1,7 +1,9 @@
 """Embed an uploaded file and store it as an item: the work behind ``POST /embed/*``.
 
-The same ``EmbedRequest`` runs inline (short files) or as a background job (its JSON payload),
-and gives the same result dict either way.
+``submit_upload`` checks the form, saves and probes the file, checks that the store would
+take it (id, kind and content conflicts: all before the model runs), then embeds it now
+(``EmbedResult``) or, for a long file, starts a background job (``JobAccepted``). The same
+``EmbedRequest`` runs inline or as a job (its JSON payload), with the same result dict.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -18,8 +20,19 @@ from avid_model.errors import EmptyMediaError, MediaError, NoUsableStreamError
 from avid_model.inference import FileEmbedding
 from avid_model.media import MediaInfo, MediaLimits, probe
 from services.embedding import EmbeddingBackend
-from services.index import IndexStore, ItemExists, ItemKind, Modality, NewItem, WindowVectors
-from services.jobs import Progress
+from services.index import (
+    DuplicateContent,
+    IndexStore,
+    ItemExists,
+    ItemKind,
+    Modality,
+    NewItem,
+    WindowVectors,
+)
+from services.item_metadata import parse_metadata
+from services.jobs import JobRunner, Progress
+from services.settings import Settings
+from services.uploads import save_upload
 
 _OTHER_ENDPOINT: dict[Modality, str] = {"video": "/embed/audio", "audio": "/embed/video"}
 
@@ -38,6 +51,7 @@ class EmbedRequest:
     windows: bool = False
     item_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    probe: dict[str, Any] | None = None  # the upload's MediaInfo: a job does not probe again
 
     @property
     def keep_media(self) -> bool:
@@ -49,6 +63,33 @@ class EmbedRequest:
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> EmbedRequest:
         return cls(**payload)
+
+
+@dataclass(frozen=True)
+class UploadForm:
+    """What a client sent to ``POST /embed/{kind}``: the file and the form's fields."""
+
+    kind: ItemKind
+    source: BinaryIO
+    filename: str | None
+    item_id: str | None = None
+    metadata: str | None = None
+    store: bool = True
+    windows: bool = False
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    """The upload was embedded now: ``body`` is the result (see ``result_body``)."""
+
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JobAccepted:
+    """The upload is long: it is embedded by the background job ``job_id``."""
+
+    job_id: str
 
 
 def renamed(exc: MediaError, shown_name: str) -> MediaError:
@@ -76,6 +117,84 @@ def check_media(path: Path, modality: Modality, limits: MediaLimits, shown_name:
         raise renamed(exc, shown_name) from exc
     require_stream(info, modality, shown_name)
     return info
+
+
+def check_storable(store: IndexStore, kind: ItemKind, sha256: str, item_id: str | None) -> None:
+    """Refuse, before anything is embedded, what ``IndexStore.add_item`` would refuse after:
+    ``item_id`` holding other content (``ItemExists``), this content stored as another kind
+    (``ItemExists``) or under another id (``DuplicateContent``)."""
+    if item_id is not None:
+        same_id = store.get(item_id)
+        if same_id is not None and (same_id.content_hash, same_id.model_version) != (
+            sha256,
+            store.model_version,
+        ):
+            raise ItemExists(
+                f"item {item_id!r} already exists with other content or another model "
+                f"version ({same_id.model_version!r})",
+                item_id=item_id,
+            )
+    same_content = store.find_content(sha256)
+    if same_content is None:
+        return
+    if same_content.kind != kind:
+        raise _kind_conflict(same_content.kind, same_content.item_id)
+    if item_id is not None and item_id != same_content.item_id:
+        raise DuplicateContent.of(same_content.item_id, item_id)
+
+
+def _kind_conflict(stored_kind: ItemKind, stored_id: str) -> ItemExists:
+    return ItemExists(
+        f"this file is already stored as {stored_kind} item {stored_id!r} "
+        f"(a file is stored once, as one kind of item)",
+        item_id=stored_id,
+    )
+
+
+def submit_upload(
+    form: UploadForm,
+    *,
+    settings: Settings,
+    backend: EmbeddingBackend,
+    store: IndexStore,
+    jobs: JobRunner,
+    limits: MediaLimits,
+) -> EmbedResult | JobAccepted:
+    """Check, save and probe an upload, then embed it now or start a job for it.
+
+    Every check that can fail runs before the model: the metadata (before the file is even
+    saved), the media's headers and limits, and the store's conflicts. A refused upload
+    leaves no file behind that it created."""
+    metadata = parse_metadata(form.metadata)
+    upload = save_upload(
+        form.source,
+        form.filename,
+        settings.media_dir if form.store else settings.scratch_dir,
+        settings.max_upload_bytes,
+        unique_name=not form.store,
+    )
+    try:
+        info = check_media(upload.path, form.kind, limits, upload.client_name)
+        if form.store:
+            check_storable(store, form.kind, upload.sha256, form.item_id)
+    except (MediaError, ItemExists):
+        upload.discard()
+        raise
+    request = EmbedRequest(
+        kind=form.kind,
+        path=str(upload.path),
+        sha256=upload.sha256,
+        client_name=upload.client_name,
+        media_created=upload.created,
+        store=form.store,
+        windows=form.windows,
+        item_id=form.item_id,
+        metadata=metadata,
+        probe=asdict(info),
+    )
+    if info.duration > settings.sync_max_seconds:
+        return JobAccepted(jobs.submit(request.to_payload()).id)
+    return EmbedResult(embed_and_store(request, backend, store, info=info))
 
 
 def _window_vectors(emb: FileEmbedding, modality: Modality) -> WindowVectors | None:
@@ -126,6 +245,7 @@ def embed_and_store(
     backend: EmbeddingBackend,
     store: IndexStore,
     progress: Progress | None = None,
+    info: MediaInfo | None = None,
 ) -> dict[str, Any]:
     """Embed the file, add it to the index (when ``request.store``), return the result body.
 
@@ -138,7 +258,7 @@ def embed_and_store(
     )
     try:
         try:
-            emb = backend.embed_file(path, wanted, progress)
+            emb = backend.embed_file(path, wanted, progress, info)
         except MediaError as exc:
             raise renamed(exc, request.client_name) from exc
         if (emb.video if request.kind == "video" else emb.audio) is None:
@@ -160,11 +280,7 @@ def embed_and_store(
                 )
             )
             if record.kind != request.kind:
-                raise ItemExists(
-                    f"this file is already stored as {record.kind} item {record.item_id!r} "
-                    f"(a file is stored once, as one kind of item)",
-                    item_id=record.item_id,
-                )
+                raise _kind_conflict(record.kind, record.item_id)
             item_id = record.item_id
     except BaseException:
         if request.media_created:
@@ -181,7 +297,17 @@ def run_embed_job(
     payload: Mapping[str, Any], progress: Progress, backend: EmbeddingBackend, store: IndexStore
 ) -> dict[str, Any]:
     """A background job's body (see ``services.jobs``)."""
-    return embed_and_store(EmbedRequest.from_payload(payload), backend, store, progress)
+    request = EmbedRequest.from_payload(payload)
+    info = MediaInfo(**request.probe) if request.probe is not None else None
+    return embed_and_store(request, backend, store, progress, info)
+
+
+def job_input_missing(payload: Mapping[str, Any]) -> str | None:
+    """Why a recorded embed job cannot run again after a restart (its file is gone), or None."""
+    request = EmbedRequest.from_payload(payload)
+    if not Path(request.path).is_file():
+        return f"its upload {request.client_name!r} is no longer on disk; send it again"
+    return None
 
 
 def _remove(path: Path) -> None:

@@ -6,17 +6,19 @@ A sound finds videos (its audio vectors against the VIDEO index) and a video fin
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from avid_model.errors import MediaError, MediaTooLongError
+from avid_model.errors import MediaError, MediaTooLongError, NoUsableStreamError
 from avid_model.media import MediaLimits
 from services.embedding import EmbeddingBackend
-from services.errors import ApiError
 from services.index import IndexStore, Modality, SearchHit, WindowNotFound
 from services.ingest import check_media, renamed
+from services.settings import Settings
+from services.uploads import save_upload
 
 OTHER: dict[Modality, Modality] = {"video": "audio", "audio": "video"}
 
@@ -68,12 +70,12 @@ def search_by_file(
             path=shown_name,
         )
     try:
-        emb = backend.embed_file(path, frozenset({query_modality}))
+        emb = backend.embed_file(path, frozenset({query_modality}), info=info)
     except MediaError as exc:
         raise renamed(exc, shown_name) from exc
     vectors = emb.video if query_modality == "video" else emb.audio
     if vectors is None or vectors.shape[0] == 0:
-        raise ApiError(422, "no_stream", f"{shown_name}: no {query_modality} to search with")
+        raise NoUsableStreamError(f"no {query_modality} to search with", path=shown_name)
     queries = vectors.numpy()
     if at is not None:
         starts, ends = np.asarray(emb.starts), np.asarray(emb.ends)
@@ -83,3 +85,36 @@ def search_by_file(
         centres = (starts[covering] + ends[covering]) / 2
         queries = queries[covering[np.argmin(np.abs(centres - at))]]
     return hits_body(store.search(queries, target, k))
+
+
+def search_upload(
+    source: BinaryIO,
+    filename: str | None,
+    target: Modality,
+    k: int,
+    at: float | None,
+    *,
+    settings: Settings,
+    backend: EmbeddingBackend,
+    store: IndexStore,
+    limits: MediaLimits,
+) -> dict[str, Any]:
+    """Save an uploaded query to the scratch directory, search with it, remove it."""
+    upload = save_upload(
+        source, filename, settings.scratch_dir, settings.max_upload_bytes, unique_name=True
+    )
+    try:
+        return search_by_file(
+            upload.path,
+            upload.client_name,
+            target,
+            k,
+            at,
+            backend=backend,
+            store=store,
+            limits=limits,
+            max_seconds=max(settings.sync_max_seconds, settings.window_hop),
+        )
+    finally:
+        with contextlib.suppress(OSError):
+            upload.path.unlink()

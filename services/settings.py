@@ -2,19 +2,23 @@
 
 ``get_settings()`` is the one place the environment is read (cached). The app takes its
 settings from ``create_app(settings)``, or else from the ``get_settings`` dependency, which
-tests may override with ``app.dependency_overrides[get_settings]``.
+tests may override with ``app.dependency_overrides[get_settings]``. ``settings_from_args``
+gives a command's settings: these with its command-line options applied.
 """
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from avid_model.checkpoint import DEFAULT_CHECKPOINT
+from avid_model.command_args import CommandError
 from services.index import IndexType
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -50,11 +54,22 @@ class Settings(BaseSettings):
         description="a task not acknowledged this long (its worker died) is delivered again; "
         "keep it above the longest embedding",
     )
+    worker_heartbeat_ttl_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="a worker announces itself in Redis every third of this; silent this long, "
+        "it counts as gone: /readyz drops it and the API sends its running tasks again",
+    )
     worker_concurrency: int = Field(
         default=2, ge=1, description="tasks one `avid worker` runs at once (threads, one model)"
     )
     api_key: SecretStr | None = Field(default=None, description="None: no authentication")
     max_upload_bytes: int = Field(default=256 * 1024**2, gt=0)
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="a request body that sends no byte for this long is cut off (408)",
+    )
     max_duration_s: float = Field(default=900.0, gt=0)
     max_pixels: int = Field(default=3840 * 2160, gt=0)
     window_hop: float = Field(default=1.0, gt=0, description="seconds between window starts")
@@ -112,3 +127,30 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+SERVER_OPTIONS = ("host", "port", "checkpoint", "data_dir")
+
+
+def settings_from_args(
+    args: argparse.Namespace,
+    names: Iterable[str] = SERVER_OPTIONS,
+    *,
+    base: Settings | None = None,
+    check_checkpoint: bool = True,
+) -> Settings:
+    """The environment's settings (or ``base``) with the command-line options ``names`` of
+    ``args`` that were given applied; checked (``CommandError`` with a clear message)."""
+    overrides: dict[str, Any] = {
+        name: value for name in names if (value := getattr(args, name, None)) is not None
+    }
+    try:
+        start = get_settings() if base is None else base
+        settings = Settings.model_validate({**start.model_dump(), **overrides})
+        if check_checkpoint:
+            settings.checkpoint_path()  # fail now, with a clear message, not inside uvicorn
+    except ValidationError as exc:
+        raise CommandError(f"invalid setting: {exc}") from exc
+    except StartupError as exc:
+        raise CommandError(str(exc)) from exc
+    return settings

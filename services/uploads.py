@@ -17,14 +17,10 @@ from pathlib import Path, PurePath
 from typing import BinaryIO
 
 from avid_model.errors import EmptyMediaError, MediaTooLargeError
+from avid_model.media_suffixes import MEDIA_SUFFIXES
 
 CHUNK_BYTES = 1 << 20
-ALLOWED_EXTENSIONS = frozenset(
-    {
-        ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv",
-        ".3gp", ".wmv", ".wav", ".mp3", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac",
-    }
-)  # fmt: skip
+ALLOWED_EXTENSIONS = MEDIA_SUFFIXES
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from avid_model.cli import CommandError, positive_int
+from avid_model.command_args import CommandError, positive_int
 
 
 def _avdigits(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from avid_model.checkpoint import CheckpointError
-from avid_model.cli import CommandError
+from avid_model.command_args import CommandError
 from avid_model.errors import MediaError
 from training.config import ConfigError, load_config
 from training.run_state import RunStateError

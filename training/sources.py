@@ -20,12 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MEDIA_SUFFIXES = frozenset(
-    {
-        ".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp",
-        ".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac",
-    }
-)  # fmt: skip
+from avid_model.media_suffixes import MEDIA_SUFFIXES
+
 MANIFEST_NAME = "manifest.jsonl"
 
 

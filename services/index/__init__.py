@@ -4,6 +4,7 @@ FAISS (one index per modality). Framework-free: no FastAPI or Celery here."""
 from services.index.errors import (
     BadItem,
     BadVector,
+    DuplicateContent,
     IndexStoreError,
     ItemExists,
     ItemNotFound,
@@ -31,6 +32,7 @@ from services.index.store import IndexStore
 __all__ = [
     "BadItem",
     "BadVector",
+    "DuplicateContent",
     "HNSWParams",
     "IVFParams",
     "IndexSpec",

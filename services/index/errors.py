@@ -25,6 +25,21 @@ class ItemExists(IndexStoreError):
         self.item_id = item_id
 
 
+class DuplicateContent(ItemExists):
+    """The content is already stored under another id (``item_id``: that one). The same bytes
+    are one item per model version: stored again under a new id they are refused, not given
+    the old id silently."""
+
+    @classmethod
+    def of(cls, stored_id: str, wanted_id: str | None) -> DuplicateContent:
+        """The error for content stored as ``stored_id`` offered again as ``wanted_id``."""
+        return cls(
+            f"this file is already stored as item {stored_id!r}; it is not stored again "
+            f"under {wanted_id!r}",
+            item_id=stored_id,
+        )
+
+
 class ModelVersionMismatch(IndexStoreError):
     """Vectors from one embedding model met a store (or an item) of another: spaces never mix."""
 

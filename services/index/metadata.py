@@ -338,6 +338,15 @@ class MetadataDB:
         )
         return [_record(r) for r in rows.fetchall()]
 
+    def holds_content(self, content_hash: str) -> bool:
+        """Whether an item of any model version holds ``content_hash``."""
+        row = (
+            self._reader()
+            .execute("SELECT 1 FROM items WHERE content_hash = ? LIMIT 1", (content_hash,))
+            .fetchone()
+        )
+        return row is not None
+
     def count_items(self, model_version: str | None = None) -> int:
         if model_version is None:
             row = self._reader().execute("SELECT COUNT(*) FROM items").fetchone()

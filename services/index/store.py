@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from services.index.data_dir_lock import DataDirLock
 from services.index.errors import (
+    DuplicateContent,
     IndexStoreError,
     ItemExists,
     ItemNotFound,
@@ -231,7 +232,10 @@ class IndexStore:
                     f"version ({same_id.model_version!r})",
                     item_id=item.item_id,
                 )
-        return self._db.find_by_content(item.content_hash, item.model_version, tx)
+        same_content = self._db.find_by_content(item.content_hash, item.model_version, tx)
+        if same_content is not None and item.item_id not in (None, same_content.item_id):
+            raise DuplicateContent.of(same_content.item_id, item.item_id)
+        return same_content
 
     def delete(self, item_id: str) -> bool:
         """Remove the item from SQLite and its vectors from the indexes; False if absent."""
@@ -375,6 +379,22 @@ class IndexStore:
         self._last_snapshot_at, self._last_snapshot_mono = taken_at, taken_mono
 
     # -- reads ----------------------------------------------------------------------------
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file of the items (the service keeps its job records there too)."""
+        return self._db.path
+
+    def holds_content(self, content_hash: str) -> bool:
+        """Whether an item of any model version holds ``content_hash`` (its kept file is
+        needed: by the item, or by ``avid reindex``)."""
+        self._check_open()
+        return self._db.holds_content(content_hash)
+
+    def find_content(self, content_hash: str) -> ItemRecord | None:
+        """The item of this store's model version holding ``content_hash``, if any."""
+        self._check_open()
+        return self._db.find_by_content(content_hash, self.model_version)
 
     def get(self, item_id: str) -> ItemRecord | None:
         self._check_open()

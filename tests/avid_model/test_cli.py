@@ -139,3 +139,28 @@ def test_embed_with_no_default_checkpoint_says_how_to_choose(
     code, err = run_main(capsys, "embed", str(sample), "--device", "cpu")
     assert code == 2
     assert_one_line_error(err, "embed", "no-model", "--checkpoint", "--model")
+
+
+def test_embed_without_a_checkpoint_follows_avid_checkpoint_like_serve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`avid serve` loads $AVID_CHECKPOINT when it is set; `avid embed` loads the same one."""
+    import torch
+
+    from avid_model.checkpoint import read_metadata, save_checkpoint
+    from avid_model.registry import create_model
+
+    torch.manual_seed(3)
+    tiny = tmp_path / "tiny"
+    save_checkpoint(create_model("avid-tiny").eval(), tiny)
+    sample = tmp_path / "sample.mp4"
+    commands.write_sample(sample, seconds=1.0)
+    monkeypatch.setenv("AVID_CHECKPOINT", str(tiny))
+    out = tmp_path / "out.json"
+    code, _ = run_main(capsys, "embed", str(sample), "--device", "cpu", "--json", str(out))
+    assert code == 0
+    assert json.loads(out.read_text())["model_version"] == read_metadata(tiny)["model_version"]
+    monkeypatch.setenv("AVID_CHECKPOINT", str(tmp_path / "gone"))
+    code, err = run_main(capsys, "embed", str(sample), "--device", "cpu")
+    assert code == 2
+    assert_one_line_error(err, "embed", "AVID_CHECKPOINT", "gone", "--checkpoint")

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from avid_model.cli import CommandError
+from avid_model.command_args import CommandError
 from avid_model.errors import MediaTooLongError
 from services import cli as service_cli
 from services import settings as settings_module
-from services.app import create_app
-from services.errors import job_error
-from services.jobs import JobNotFound, Progress, ThreadJobRunner
+from services.api.app import create_app
+from services.api.errors import job_error
+from services.jobs import JobNotFound, Progress, RunnerClosed, ThreadJobRunner
 from services.settings import Settings, StartupError, get_settings
 from tests.services.conftest import Media, SettingsFactory, service_settings
 
@@ -512,7 +512,7 @@ def test_job_runner_reports_progress_results_and_errors() -> None:
     with pytest.raises(JobNotFound):
         runner.status("nope")
     runner.close()
-    with pytest.raises(RuntimeError, match="shut down"):
+    with pytest.raises(RunnerClosed, match="shutting down"):
         runner.submit({})
 
 

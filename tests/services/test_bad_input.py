@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from services.app import create_app
-from services.routes.embed import MAX_METADATA_BYTES, MAX_METADATA_DEPTH
-from services.routes.params import MAX_K, MAX_OFFSET, MAX_PAGE
+from services.api.app import create_app
+from services.api.routes.params import MAX_K, MAX_OFFSET, MAX_PAGE
+from services.item_metadata import MAX_METADATA_BYTES, MAX_METADATA_DEPTH
 from tests.services.conftest import Media, service_settings
 from tests.services.test_api import assert_error, embed, total, upload
 

@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 from avid_model.errors import CorruptMediaError
 from avid_model.media import probe
 from avid_model.media_writer import write_media
-from services.app import create_app
-from services.celery_backend import CeleryEmbeddingBackend
+from services.api.app import create_app
 from services.embedding import BackendUnavailable
 from services.settings import Settings
+from services.worker.backend import CeleryEmbeddingBackend
 from tests.services.celery_worker_process import WorkerProcess, empty_redis_db, worker_launcher
 from tests.services.conftest import FPS, RATE, Media, frames, service_settings, tone
 from tests.services.test_api import embed, results, total, upload
@@ -124,7 +124,12 @@ def test_same_scenario_same_answers_embedded_and_with_a_worker(
         remote = run_scenario(client, media)
     assert {h["id"] for h in remote["audio->video"]} == {"video-0", "video-1", "video-2"}
     assert_same_answers(local, remote)
-    assert "avid.embed_media" in deployment.worker.log()  # the worker did embed them
+    log = deployment.worker.log()
+    assert "avid.embed_media" in log  # the worker did embed them
+    # Task ids and timings in the log, never the vectors (Celery logs return values).
+    assert " embedded, " in log
+    assert "float32" not in log
+    assert max(len(line) for line in log.splitlines()) < 1000
 
 
 @pytest.mark.redis
@@ -162,15 +167,22 @@ def test_bad_media_gives_the_same_error_both_ways(
 
 @pytest.mark.redis
 def test_readyz_and_metrics_report_the_broker(deployment: Deployment) -> None:
+    deployment.worker.wait_ready()
     with TestClient(create_app(deployment.settings())) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.text
-        assert ready.json() == {
-            "status": "ready",
-            "checks": {"model": True, "index": True, "broker": True},
-        }
+        body = ready.json()
+        assert (body["status"], body["checks"]) == (
+            "ready",
+            {"model": True, "index": True, "broker": True, "workers": 1},
+        )
+        version = client.app.state.services.backend.model_version  # type: ignore[attr-defined]
+        [worker] = body["workers"]
+        assert (worker["model_version"], worker["concurrency"]) == (version, 2)
+        assert worker["hostname"].startswith("avid-")
         text = client.get("/metrics").text
         assert "avid_broker_queue_tasks 0.0" in text
+        assert f'avid_workers{{model_version="{version}"}} 1.0' in text
 
 
 @pytest.mark.redis

@@ -13,7 +13,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from avid_model.media_writer import write_media
-from services.app import create_app
+from services.api.app import create_app
 from tests.services.celery_worker_process import empty_redis_db, worker_launcher
 from tests.services.conftest import FPS, RATE, frames, service_settings, tone
 from tests.services.test_api import total, upload

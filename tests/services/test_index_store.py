@@ -15,6 +15,7 @@ import pytest
 from services.index import (
     BadItem,
     BadVector,
+    DuplicateContent,
     IndexStore,
     IndexStoreError,
     ItemExists,
@@ -324,7 +325,9 @@ def test_add_is_idempotent_by_content_and_model_version(open_store: OpenStore) -
     item = make_item(rng, "same-bytes")
     first = store.add_item(item)
     assert store.add_item(item) == first  # a redelivered task
-    assert store.add_item(replace(item, item_id="another-id")) == first
+    # The same content under another id is refused, naming the stored item (issue 9).
+    with pytest.raises(DuplicateContent, match=repr(first.item_id)):
+        store.add_item(replace(item, item_id="another-id"))
     assert store.add_items([item, item]) == [first, first]
     assert store.count("video") == 4
     assert store.list_items()[1] == 1

@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from avid_model.cli import main
-from services.app import create_app
+from services.api.app import create_app
 from services.index import IndexStore
-from services.reindex import reindex
-from services.reindex_staging import STAGING_FILE
+from services.reindex.run import reindex
+from services.reindex.staging import STAGING_FILE
 from services.settings import Settings, get_settings
 from tests.services.conftest import Media, service_settings, tiny_checkpoint
 from tests.services.test_api import assert_error, embed, results, upload
@@ -132,7 +132,7 @@ def test_missing_media_is_reported_and_an_interrupted_run_resumes(
     def interrupted(*args: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("services.reindex._swap", interrupted)
+    monkeypatch.setattr("services.reindex.run._swap", interrupted)
     with pytest.raises(KeyboardInterrupt):
         reindex(settings_b)
     monkeypatch.undo()

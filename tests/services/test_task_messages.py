@@ -19,10 +19,10 @@ from avid_model.errors import (
 )
 from avid_model.inference import FileEmbedding
 from avid_model.media import MediaLimits
-from services.celery_app import create_celery_app
-from services.errors import describe
+from services.api.errors import describe
 from services.settings import Settings
-from services.task_messages import (
+from services.worker.celery_app import create_celery_app
+from services.worker.messages import (
     RemoteMediaError,
     SharedPathError,
     decode_embedding,

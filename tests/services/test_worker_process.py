@@ -17,12 +17,12 @@ from avid_model.cli import main
 from avid_model.errors import MediaTooLongError
 from avid_model.inference import InferenceSettings
 from avid_model.media import MediaLimits
-from services.app import create_app
+from services.api.app import create_app
 from services.embedding import LocalEmbeddingBackend
 from services.settings import Settings, get_settings
-from services.task_messages import RemoteMediaError, SharedPathError, decode_embedding
-from services.tasks import embed_media
-from services.worker_model import WorkerModel
+from services.worker.messages import RemoteMediaError, SharedPathError, decode_embedding
+from services.worker.model import WorkerModel
+from services.worker.tasks import embed_media
 from tests.services.conftest import Media, SettingsFactory, service_settings
 from tests.services.test_api import assert_error, total, upload
 
@@ -67,7 +67,7 @@ def test_avid_worker_reports_setting_errors(
 def test_avid_worker_options_override_the_settings(
     checkpoint_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from services import worker as worker_module
+    from services.worker import process as worker_module
 
     monkeypatch.setenv("AVID_BROKER_URL", UNREACHABLE_BROKER)
     monkeypatch.setenv("AVID_WORKER_CONCURRENCY", "5")
@@ -169,7 +169,8 @@ def test_unreachable_broker_is_not_ready_and_embeds_answer_503(
     with TestClient(create_app(settings)) as client:  # starts: the broker is not needed yet
         ready = client.get("/readyz")
         assert ready.status_code == 503
-        assert ready.json()["checks"] == {"model": True, "index": True, "broker": False}
+        checks = {"model": True, "index": True, "broker": False, "workers": 0}
+        assert ready.json()["checks"] == checks
         assert "avid_broker_queue_tasks NaN" in client.get("/metrics").text
         response = client.post("/embed/audio", files=upload(media.wav))
         assert_error(response, 503, "unavailable", "broker")

@@ -13,12 +13,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from services.errors import install_exception_handlers
-from services.metrics import MetricsMiddleware, ServiceMetrics
-from services.request_guard import RequestGuardMiddleware
-from services.routes import embed, health, items, jobs, search
+from services.api.errors import install_exception_handlers
+from services.api.metrics import MetricsMiddleware, ServiceMetrics
+from services.api.request_guard import RequestGuardMiddleware
+from services.api.routes import embed, health, items, jobs, search
+from services.api.state import start_services
 from services.settings import Settings, get_settings
-from services.state import start_services
 
 API_DESCRIPTION = """\
 Audio-visual embeddings (AVID): video and audio encoders whose 128-d unit vectors share one
@@ -52,7 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = None
     install_exception_handlers(app)
     app.add_middleware(RequestGuardMiddleware)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for module in (embed, search, items, jobs, health):
-        app.include_router(module.router)
+    routers = [module.router for module in (embed, search, items, jobs, health)]
+    routes = [route for router in routers for route in router.routes]
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
+    for router in routers:
+        app.include_router(router)
     return app

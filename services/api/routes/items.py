@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from services.dependencies import Authenticated, StoreDep
+from services import media_files
+from services.api.deps import Authenticated, StateDep, StoreDep
+from services.api.routes.params import Limit, Offset
+from services.api.schemas import ERROR_RESPONSES, ItemOut, ItemPage
 from services.index import ItemKind, ItemNotFound
-from services.routes.params import Limit, Offset
-from services.schemas import ERROR_RESPONSES, ItemOut, ItemPage
 
 router = APIRouter(tags=["items"], dependencies=[Authenticated])
 
@@ -35,8 +36,9 @@ def get_item(item_id: str, store: StoreDep) -> ItemOut:
 @router.delete(
     "/items/{item_id}", status_code=204, response_class=Response, responses=ERROR_RESPONSES
 )
-def delete_item(item_id: str, store: StoreDep) -> Response:
-    """Remove the item and its vectors from the index (its uploaded media file is kept)."""
-    if not store.delete(item_id):
+def delete_item(item_id: str, state: StateDep) -> Response:
+    """Remove the item, its vectors and its kept media file, unless another item (of another
+    model version, not yet reindexed) holds the same file: then the file stays for it."""
+    if not media_files.delete_item(state.store, state.settings.media_dir, item_id):
         raise ItemNotFound(item_id)
     return Response(status_code=204)

@@ -4,10 +4,11 @@ in tests), and the ASGI middleware that counts requests by route template and st
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.jobs import JobState
@@ -46,6 +47,7 @@ class ServiceMetrics:
             "avid_index_stale_items", "items of another model version", registry=r
         )
         self.jobs = Gauge("avid_jobs", "background jobs held, by state", ["state"], registry=r)
+        self._workers_by_model: Callable[[], Mapping[str, int]] | None = None
 
     def observe_batch(self, modality: str, clips: int) -> None:
         self.batch_clips.labels(modality=modality).observe(clips)
@@ -62,6 +64,16 @@ class ServiceMetrics:
         )
         gauge.set_function(depth)
 
+    def track_workers(self, by_model: Callable[[], Mapping[str, int]]) -> None:
+        """The distributed mode's live workers (heartbeats in Redis), by model version."""
+        self._workers_by_model = by_model
+        self.workers = Gauge(
+            "avid_workers",
+            "live `avid worker`s (current heartbeat), by the model version they embed with",
+            ["model_version"],
+            registry=self.registry,
+        )
+
     def render(self, index_stats: Mapping[str, Any], job_counts: Mapping[JobState, int]) -> bytes:
         """The Prometheus text exposition, with the index and job gauges refreshed."""
         for modality, stats in index_stats.get("modalities", {}).items():
@@ -70,24 +82,39 @@ class ServiceMetrics:
         self.stale_items.set(index_stats.get("stale_items", 0))
         for state, n in job_counts.items():
             self.jobs.labels(state=state).set(n)
+        if self._workers_by_model is not None:
+            self.workers.clear()
+            for version, n in self._workers_by_model().items():
+                self.workers.labels(model_version=version).set(n)
         return generate_latest(self.registry)
 
 
-def _route_template(scope: Scope) -> str:
+def _route_template(scope: Scope, routes: Sequence[BaseRoute]) -> str:
     """The matched route's path template (bounded label values), e.g. ``/items/{item_id}``.
 
-    The router records the route it picked in the (shared) scope."""
+    The router records the route it picked in the (shared) scope. A request answered before
+    routing (the request guard's 401 and 413) is matched against ``routes`` here, so it
+    counts under its real route too."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return str(path) if path else "unmatched"
+    if path:
+        return str(path)
+    for candidate in routes:
+        match, _ = candidate.matches(scope)
+        if match == Match.FULL:
+            return str(getattr(candidate, "path", "unmatched"))
+    return "unmatched"
 
 
 class MetricsMiddleware:
     """Counts every HTTP request by method, route template and status, and times it."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: ServiceMetrics, routes: Sequence[BaseRoute] = ()
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -105,7 +132,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = _route_template(scope)
+            route = _route_template(scope, self.routes)
             method = str(scope.get("method", ""))
             self.metrics.requests.labels(method=method, route=route, status=str(status)).inc()
             self.metrics.latency.labels(method=method, route=route).observe(

@@ -10,6 +10,8 @@ they are sent or embedded.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,14 +22,16 @@ from avid_model.media import MediaLimits
 from services.embedding import LocalEmbeddingBackend
 from services.index import Modality
 from services.jobs import Progress
-from services.task_messages import (
+from services.worker.messages import (
     EMBED_TASK,
     PROGRESS_STATE,
     RemoteMediaError,
     encode_embedding,
     resolve_shared_path,
 )
-from services.worker_model import WorkerModel
+from services.worker.model import WorkerModel
+
+log = logging.getLogger(__name__)
 
 _MODALITIES: dict[str, Modality] = {"video": "video", "audio": "audio"}
 
@@ -42,7 +46,7 @@ def embed_media(
 ) -> dict[str, Any]:
     """Embed the file at ``path`` (relative to the data directory); JSON result.
 
-    A ``MediaError`` is raised again as ``RemoteMediaError`` (see ``services.task_messages``).
+    A ``MediaError`` is raised again as ``RemoteMediaError`` (see ``services.worker.messages``).
     """
     unknown = set(modalities) - set(_MODALITIES)
     if unknown or not modalities:
@@ -76,8 +80,19 @@ def register_tasks(app: Celery, model: WorkerModel) -> None:
         task_id = task.request.id
 
         def progress(fraction: float) -> None:
-            task.update_state(task_id, PROGRESS_STATE, {"progress": float(fraction)})
+            meta = {"progress": float(fraction), "hostname": task.request.hostname}
+            task.update_state(task_id, PROGRESS_STATE, meta)
 
-        return embed_media(
+        start = time.perf_counter()
+        log.info("task %s: embedding %s (%s)", task_id, path, ", ".join(modalities))
+        result = embed_media(
             model, path, modalities, hop, limits, progress if report_progress else None
         )
+        log.info(
+            "task %s: %s embedded, %d windows, %.2f s",
+            task_id,
+            path,
+            len(result.get("starts", [])),
+            time.perf_counter() - start,
+        )
+        return result

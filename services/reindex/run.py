@@ -8,7 +8,7 @@ checkpoint afterwards serves every item.
 
 What happens to the old vectors: they stay untouched, and searchable by a service with the
 old checkpoint, until every item that can be re-embedded has been. The new vectors are staged
-beside the index first (``services.reindex_staging``); only then is each item swapped, in one
+beside the index first (``services.reindex.staging``); only then is each item swapped, in one
 transaction per item, to the new vectors, and its old ones are dropped (an item holds one
 model's vectors). A run that stops or fails while embedding — the long part — leaves the
 index as it was, and a re-run resumes from the staged files; a run that stops during the
@@ -24,7 +24,6 @@ the data directory open, and a service cannot start while it runs. Framework-fre
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
@@ -37,6 +36,7 @@ from tqdm import tqdm
 from avid_model.checkpoint import read_metadata
 from avid_model.errors import MediaError
 from avid_model.model import ModelConfig
+from services import media_files
 from services.embedding import LocalEmbeddingBackend
 from services.index import (
     BadItem,
@@ -50,12 +50,10 @@ from services.index import (
     StoreLocked,
     WindowVectors,
 )
-from services.reindex_staging import STAGING_FILE, StagedVectors
+from services.reindex.staging import STAGING_FILE, StagedVectors
 from services.settings import Settings
-from services.uploads import ALLOWED_EXTENSIONS
 
 ITEMS_DB_FILE = "items.sqlite3"  # the IndexStore's SQLite file inside settings.index_dir
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 StagingKey = tuple[str, ItemKind]  # (content hash, item kind)
 
@@ -127,15 +125,7 @@ def _items(n: int) -> str:
 
 def kept_media(media_dir: Path) -> dict[str, Path]:
     """content hash -> the kept upload ``<sha256><ext>`` in ``media_dir``."""
-    found: dict[str, Path] = {}
-    if not media_dir.is_dir():
-        return found
-    for path in sorted(media_dir.iterdir()):
-        stem, ext = path.name[:64], path.name[64:]
-        known_ext = ext == "" or ext in ALLOWED_EXTENSIONS
-        if _SHA256_HEX.fullmatch(stem) and known_ext and path.is_file():
-            found.setdefault(stem, path)
-    return found
+    return {sha: paths[0] for sha, paths in media_files.kept_media(media_dir).items()}
 
 
 def reindex(

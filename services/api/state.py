@@ -11,20 +11,24 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 from avid_model.media import MediaLimits
-from services.celery_backend import CeleryEmbeddingBackend
+from services.api.errors import job_error
+from services.api.metrics import ServiceMetrics
 from services.embedding import EmbeddingBackend, LocalEmbeddingBackend, media_limits
-from services.errors import job_error
 from services.index import IndexStore, SnapshotPolicy
-from services.ingest import run_embed_job
+from services.ingest import job_input_missing, run_embed_job
+from services.job_records import JobRecords
 from services.jobs import JobRunner, ThreadJobRunner
-from services.metrics import ServiceMetrics
+from services.media_files import remove_orphans
 from services.settings import Settings
+from services.worker.backend import CeleryEmbeddingBackend
 
 log = logging.getLogger(__name__)
 
-ReadinessCheck = Callable[[], bool]
+ReadinessCheck = Callable[[], bool | int]  # falsy: not ready (0 workers, say)
 
 
 @dataclass
@@ -37,12 +41,15 @@ class ServiceState:
     limits: MediaLimits
     # name -> check; /readyz is 200 only when all pass. A broker-backed setup adds "broker".
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
+    # Distributed mode: the live workers (hostname, model version, concurrency) for /readyz.
+    live_workers: Callable[[], list[dict[str, Any]]] | None = None
 
-    def readiness_report(self) -> dict[str, bool]:
-        report = {}
+    def readiness_report(self) -> dict[str, bool | int]:
+        report: dict[str, bool | int] = {}
         for name, check in self.readiness.items():
             try:
-                report[name] = bool(check())
+                value = check()
+                report[name] = value if isinstance(value, int) else bool(value)
             except Exception:
                 log.exception("readiness check %s failed", name)
                 report[name] = False
@@ -72,8 +79,9 @@ def _start_backend(
         return local, {}
     remote = CeleryEmbeddingBackend.from_settings(settings)
     metrics.track_broker_queue(remote.queue_depth)
+    metrics.track_workers(remote.workers_by_model)
     log.info("embedding through Celery workers, model %s", remote.model_version)
-    return remote, {"broker": remote.broker_is_reachable}
+    return remote, {"broker": remote.broker_is_reachable, "workers": remote.live_worker_count}
 
 
 def start_services(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
@@ -90,16 +98,27 @@ def start_services(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
     except BaseException:
         backend.close()
         raise
+    for directory in (settings.media_dir, settings.scratch_dir):
+        directory.mkdir(parents=True, exist_ok=True)
     jobs = ThreadJobRunner(
         partial(run_embed_job, backend=backend, store=store),
+        records=JobRecords(store.database_path),
         workers=settings.job_workers,
         describe_error=job_error,
     )
-    for directory in (settings.media_dir, settings.scratch_dir):
-        directory.mkdir(parents=True, exist_ok=True)
+    jobs.resume(job_input_missing)
+    remove_orphans(
+        settings.media_dir,
+        settings.scratch_dir,
+        is_stored=store.holds_content,
+        in_use=[Path(payload["path"]) for payload in jobs.unfinished_payloads()],
+    )
     readiness: dict[str, ReadinessCheck] = {
         "model": backend.is_ready,
         "index": partial(_store_is_open, store),
         **backend_checks,
     }
-    return ServiceState(settings, backend, store, jobs, metrics, media_limits(settings), readiness)
+    workers = backend.worker_list if isinstance(backend, CeleryEmbeddingBackend) else None
+    return ServiceState(
+        settings, backend, store, jobs, metrics, media_limits(settings), readiness, workers
+    )

@@ -9,14 +9,23 @@ another model is refused (``BackendUnavailable``, code ``worker_model_mismatch``
 index never mixes embedding spaces. A worker's ``MediaError`` is raised here again with the
 same class and message, so the API answers exactly as in the embedded mode.
 
-``BrokerProbe`` answers ``/readyz`` ("broker": a Redis ping with a short timeout) and
-``/metrics`` (queue depth: the length of the task list in Redis).
+``BrokerProbe`` answers ``/readyz`` ("broker": a Redis ping with a short timeout; "workers":
+the live workers of this model, from their heartbeats) and ``/metrics`` (queue depth: the length
+of the task list in Redis; live workers by model version).
+
+Truth about workers (``services.worker.heartbeat``): with no live worker an embed is refused at
+once (503 ``no_worker``; ``worker_model_mismatch`` when the live ones run another model). While
+waiting, the API checks every second that the worker holding the task still beats; one silent
+for ``worker_heartbeat_ttl_s`` (killed, say) has its task revoked and sent again, so the work
+comes back within that time, not after the broker's visibility timeout.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,13 +37,14 @@ from kombu.exceptions import OperationalError
 
 from avid_model.checkpoint import CheckpointError, read_metadata
 from avid_model.inference import FileEmbedding
-from avid_model.media import MediaLimits
-from services.celery_app import create_celery_app
+from avid_model.media import MediaInfo, MediaLimits
 from services.embedding import ALL_MODALITIES, BackendUnavailable, media_limits
 from services.index import Modality
 from services.jobs import Progress
 from services.settings import Settings, StartupError
-from services.task_messages import (
+from services.worker.celery_app import create_celery_app
+from services.worker.heartbeat import WorkerInfo, live_workers
+from services.worker.messages import (
     EMBED_QUEUE,
     EMBED_TASK,
     PROGRESS_STATE,
@@ -51,6 +61,8 @@ PROBE_TIMEOUT_S = 1.0
 # RuntimeError of Celery's result consumer when it gives up reconnecting (the consumer
 # reconnects on the next call).
 REDIS_DOWN: tuple[type[Exception], ...] = (OperationalError, redis.RedisError, RuntimeError)
+MAX_SENDS = 3  # a task whose worker vanished is sent again at most this many times in all
+_LOST = object()
 
 
 class BrokerProbe:
@@ -76,6 +88,13 @@ class BrokerProbe:
         except (redis.RedisError, OSError):
             return math.nan
 
+    def live_workers(self) -> list[WorkerInfo] | None:
+        """The workers whose heartbeat is current; None when Redis does not answer."""
+        try:
+            return live_workers(self._clients[0])
+        except (redis.RedisError, OSError):
+            return None
+
     def close(self) -> None:
         for client in self._clients:
             client.close()
@@ -94,6 +113,7 @@ class CeleryEmbeddingBackend:
         limits: MediaLimits,
         timeout_s: float,
         probe: BrokerProbe,
+        heartbeat_ttl_s: float = 15.0,
     ) -> None:
         self.app = app
         self.model_version = model_version
@@ -102,6 +122,8 @@ class CeleryEmbeddingBackend:
         self.limits = limits
         self.timeout_s = timeout_s
         self.probe = probe
+        self.heartbeat_ttl_s = heartbeat_ttl_s
+        self.poll_s = min(1.0, heartbeat_ttl_s / 3)
         self._closed = False
 
     @classmethod
@@ -123,6 +145,7 @@ class CeleryEmbeddingBackend:
             limits=media_limits(settings),
             timeout_s=settings.task_timeout_s,
             probe=probe,
+            heartbeat_ttl_s=settings.worker_heartbeat_ttl_s,
         )
 
     def embed_file(
@@ -130,7 +153,9 @@ class CeleryEmbeddingBackend:
         path: Path,
         modalities: frozenset[Modality] = ALL_MODALITIES,
         progress: Progress | None = None,
+        info: MediaInfo | None = None,
     ) -> FileEmbedding:
+        """See ``EmbeddingBackend``; ``info`` stays here (the worker probes its own copy)."""
         kwargs = embed_task_kwargs(
             shared_relative_path(path, self.data_dir),
             modalities,
@@ -138,33 +163,100 @@ class CeleryEmbeddingBackend:
             limits=self.limits,
             report_progress=progress is not None,
         )
-        try:
-            result = self.app.send_task(EMBED_TASK, kwargs=kwargs, queue=EMBED_QUEUE)
-        except REDIS_DOWN as exc:
-            raise BackendUnavailable("the task broker (Redis) cannot be reached") from exc
 
         def on_message(meta: Mapping[str, Any]) -> None:
             info = meta.get("result")
             if progress is not None and meta.get("status") == PROGRESS_STATE and info:
                 progress(float(info.get("progress", 0.0)))
 
-        try:
-            outcome = result.get(timeout=self.timeout_s, on_message=on_message, propagate=False)
-            failed = result.state in states.PROPAGATE_STATES
-        except CeleryTimeoutError as exc:
-            self._give_up(result)
+        self.require_workers()
+        deadline = time.monotonic() + self.timeout_s
+        for _ in range(MAX_SENDS):
+            try:
+                result = self.app.send_task(EMBED_TASK, kwargs=kwargs, queue=EMBED_QUEUE)
+            except REDIS_DOWN as exc:
+                raise BackendUnavailable("the task broker (Redis) cannot be reached") from exc
+            try:
+                outcome = self._await(result, deadline, on_message)
+            finally:
+                self._forget(result)
+            if outcome is _LOST:
+                continue
+            message, failed = outcome
+            if failed:
+                raise self._worker_error(message)
+            return self._checked(message)
+        raise BackendUnavailable(
+            f"the workers embedding this file went silent {MAX_SENDS} times",
+            code="worker_lost",
+        )
+
+    def require_workers(self) -> None:
+        """``BackendUnavailable`` unless a live worker runs this model (see the module doc)."""
+        workers = self.probe.live_workers()
+        if workers is None:
+            raise BackendUnavailable("the task broker (Redis) cannot be reached")
+        if any(w.model_version == self.model_version for w in workers):
+            return
+        if workers:
+            versions = ", ".join(sorted({w.model_version for w in workers}))
             raise BackendUnavailable(
-                f"no worker embedded the file within {self.timeout_s:g} s; "
-                "are `avid worker`s running on this broker?",
-                code="worker_timeout",
-            ) from exc
-        except REDIS_DOWN as exc:
-            raise BackendUnavailable("the task result store (Redis) cannot be reached") from exc
-        finally:
-            self._forget(result)
-        if failed:
-            raise self._worker_error(outcome)
-        return self._checked(outcome)
+                f"the live workers embed with model {versions} but this service stores "
+                f"{self.model_version}; start the workers with the API's checkpoint",
+                code="worker_model_mismatch",
+            )
+        raise BackendUnavailable(
+            f"no `avid worker` is running: none has sent a heartbeat in the last "
+            f"{self.heartbeat_ttl_s:g} s; start one on this broker",
+            code="no_worker",
+        )
+
+    def _await(self, result: Any, deadline: float, on_message: Any) -> Any:
+        """(message, failed) once the task ends; ``_LOST`` when the worker holding it went
+        silent (the task is revoked: send it again). Raises ``BackendUnavailable`` when the
+        time is up or no worker is left to take it."""
+        unattended_since: float | None = None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._give_up(result)
+                raise BackendUnavailable(
+                    f"no worker embedded the file within {self.timeout_s:g} s; "
+                    "are `avid worker`s running on this broker?",
+                    code="worker_timeout",
+                )
+            try:
+                outcome = result.get(
+                    timeout=min(self.poll_s, remaining), on_message=on_message, propagate=False
+                )
+                return outcome, result.state in states.PROPAGATE_STATES
+            except CeleryTimeoutError:
+                pass
+            except REDIS_DOWN as exc:
+                raise BackendUnavailable("the task result store (Redis) cannot be reached") from exc
+            workers = self.probe.live_workers()
+            if workers is None:
+                continue  # Redis hiccup: the next poll says more
+            live = {w.hostname for w in workers if w.model_version == self.model_version}
+            try:
+                state, info = result.state, result.info
+            except REDIS_DOWN:
+                continue
+            holder = info.get("hostname") if isinstance(info, dict) else None
+            if state in (states.STARTED, PROGRESS_STATE) and holder and holder not in live:
+                log.warning("worker %s went silent holding task %s: sent again", holder, result.id)
+                self._give_up(result)
+                return _LOST
+            if state == states.PENDING and not live:
+                now = time.monotonic()
+                unattended_since = unattended_since or now
+                if now - unattended_since >= self.heartbeat_ttl_s:
+                    self._give_up(result)
+                    raise BackendUnavailable(
+                        "every `avid worker` stopped before taking the file", code="no_worker"
+                    )
+            else:
+                unattended_since = None
 
     @staticmethod
     def _worker_error(error: Any) -> Exception:
@@ -211,6 +303,22 @@ class CeleryEmbeddingBackend:
 
     def queue_depth(self) -> float:
         return self.probe.queue_depth()
+
+    def live_worker_count(self) -> int:
+        """Live workers of this model (a readiness check: 0 is not ready)."""
+        workers = self.probe.live_workers() or []
+        return sum(w.model_version == self.model_version for w in workers)
+
+    def worker_list(self) -> list[dict[str, Any]]:
+        """The live workers as /readyz shows them (empty when Redis does not answer)."""
+        return [
+            {"hostname": w.hostname, "model_version": w.model_version, "concurrency": w.concurrency}
+            for w in self.probe.live_workers() or []
+        ]
+
+    def workers_by_model(self) -> dict[str, int]:
+        """Live workers by the model version they embed with (for /metrics)."""
+        return dict(Counter(w.model_version for w in self.probe.live_workers() or []))
 
     def close(self) -> None:
         self._closed = True

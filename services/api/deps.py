@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from services.auth import check_bearer
+from services.api.auth import check_bearer
+from services.api.errors import ApiError
+from services.api.state import ServiceState
 from services.embedding import EmbeddingBackend
-from services.errors import ApiError
 from services.index import IndexStore
 from services.jobs import JobRunner
 from services.settings import Settings
-from services.state import ServiceState
 
 
 def get_state(request: Request) -> ServiceState:
@@ -47,12 +48,22 @@ BackendDep = Annotated[EmbeddingBackend, Depends(get_backend)]
 JobsDep = Annotated[JobRunner, Depends(get_jobs)]
 
 
+# Declares the scheme in the OpenAPI document (securitySchemes.APIKey, on every route that
+# depends on it); the check itself is ``check_bearer`` (no key configured: anyone may call).
+bearer_scheme = HTTPBearer(
+    scheme_name="APIKey",
+    description="`Authorization: Bearer <AVID_API_KEY>` (when the service has a key)",
+    auto_error=False,
+)
+
+
 def require_api_key(
     settings: SettingsDep,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
 ) -> None:
     """Every route except the health probes and the docs depends on this."""
-    check_bearer(settings, authorization)
+    header = None if credentials is None else f"{credentials.scheme} {credentials.credentials}"
+    check_bearer(settings, header)
 
 
 Authenticated = Depends(require_api_key)

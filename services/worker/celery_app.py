@@ -1,5 +1,5 @@
 """The Celery app of the distributed mode, built from ``Settings`` the same way in the API and
-in every ``avid worker`` (the API only sends tasks by name; ``services.tasks`` registers them
+in every ``avid worker`` (the API only sends tasks by name; ``services.worker.tasks`` registers them
 in workers).
 
 Delivery: ``task_acks_late`` (a task is acknowledged when it has finished, not when it is
@@ -8,7 +8,7 @@ no more tasks than it runs). With the Redis transport a task taken by a worker t
 put back in the queue once it has been unacknowledged for ``broker_visibility_timeout_s``
 (the next worker that starts or sweeps restores it), so the timeout must exceed the longest
 embedding. JSON only: no pickle is accepted, and media never travel through Redis (see
-``services.task_messages``).
+``services.worker.messages``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from celery import Celery
 
 from services.settings import Settings, StartupError
-from services.task_messages import EMBED_QUEUE
+from services.worker.messages import EMBED_QUEUE
 
 RESULT_EXPIRES_S = 3600  # the API takes each result at once; leftovers go after an hour
 REDIS_SCHEMES = frozenset({"redis", "rediss"})

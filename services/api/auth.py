@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from services.errors import ApiError
+from services.api.errors import ApiError
 from services.settings import Settings
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}

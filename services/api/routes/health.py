@@ -11,8 +11,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from services.dependencies import Authenticated, StateDep
-from services.state import ServiceState
+from services.api.deps import Authenticated, StateDep
+from services.api.state import ServiceState
 
 router = APIRouter(tags=["health"])
 
@@ -27,11 +27,15 @@ async def healthz() -> dict[str, str]:
 @router.head("/readyz", include_in_schema=False)
 @router.get("/readyz", responses={503: {"description": "not ready (see checks)"}})
 def readyz(request: Request) -> JSONResponse:
-    """Model loaded and index open (and the broker reachable, where one is configured)."""
+    """Model loaded and index open; with a broker: Redis reachable and at least one live
+    worker of the service's model (``checks.workers``), the live workers listed (``workers``:
+    hostname, model version, concurrency)."""
     state: ServiceState | None = getattr(request.app.state, "services", None)
     checks: dict[str, Any] = state.readiness_report() if state is not None else {"started": False}
     ready = state is not None and all(checks.values())
-    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
+    if state is not None and state.live_workers is not None:
+        body["workers"] = state.live_workers()
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

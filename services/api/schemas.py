@@ -54,6 +54,13 @@ class JobOut(BaseModel):
     error: ErrorDetail | None = None
 
 
+class JobPage(BaseModel):
+    jobs: list[JobOut]
+    total: int
+    offset: int
+    limit: int
+
+
 class SearchResult(BaseModel):
     id: str
     kind: Literal["video", "audio"]
@@ -107,10 +114,13 @@ class ItemPage(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in (
+        (400, "a body the multipart parser refuses (a form field over its size limit, ...)"),
         (401, "missing or wrong API key"),
         (404, "unknown item or job"),
-        (409, "conflicting id, or an item of another model version"),
+        (408, "the request body stalled (no data for AVID_BODY_TIMEOUT_S)"),
+        (409, "conflicting id or kind, duplicate content, or an item of another model version"),
         (413, "upload, metadata, duration or resolution over a limit"),
         (422, "bad parameters, or media that cannot be used"),
+        (503, "shutting down, the broker down, or no worker of the service's model"),
     )
 }

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
-from services.dependencies import Authenticated, StateDep
-from services.errors import ApiError
+from services import query
+from services.api.deps import Authenticated, StateDep
+from services.api.errors import ApiError
+from services.api.routes.params import At, AtForm, K, KForm
+from services.api.schemas import ERROR_RESPONSES, SearchResults
 from services.index import Modality
-from services.query import search_by_file, search_by_item
-from services.routes.params import At, AtForm, K, KForm
-from services.schemas import ERROR_RESPONSES, SearchResults
-from services.uploads import save_upload
 
 router = APIRouter(tags=["search"], dependencies=[Authenticated])
 
@@ -36,7 +34,9 @@ def search_stored(
     item_id, modality = (audio, "audio") if audio is not None else (video, "video")
     assert item_id is not None
     query_modality: Modality = "audio" if modality == "audio" else "video"
-    return SearchResults.model_validate(search_by_item(state.store, item_id, query_modality, k, at))
+    return SearchResults.model_validate(
+        query.search_by_item(state.store, item_id, query_modality, k, at)
+    )
 
 
 @router.post("/search", response_model=SearchResults, responses=ERROR_RESPONSES)
@@ -54,27 +54,15 @@ def search_upload(
     at: AtForm = None,
 ) -> SearchResults:
     """Embed the uploaded file (nothing is stored) and search the ``target`` index with it."""
-    settings = state.settings
-    upload = save_upload(
+    body = query.search_upload(
         file.file,
         file.filename,
-        settings.scratch_dir,
-        settings.max_upload_bytes,
-        unique_name=True,
+        target,
+        k,
+        at,
+        settings=state.settings,
+        backend=state.backend,
+        store=state.store,
+        limits=state.limits,
     )
-    try:
-        body = search_by_file(
-            upload.path,
-            upload.client_name,
-            target,
-            k,
-            at,
-            backend=state.backend,
-            store=state.store,
-            limits=state.limits,
-            max_seconds=max(settings.sync_max_seconds, settings.window_hop),
-        )
-    finally:
-        with contextlib.suppress(OSError):
-            upload.path.unlink()
     return SearchResults.model_validate(body)

@@ -1,16 +1,20 @@
 """Limits enforced on the raw request, before FastAPI parses a multipart body (it does so
-before any dependency runs): the API key (401), and the body size (413) — announced by
-``Content-Length`` (refused before reading) or counted while it streams (chunked uploads)."""
+before any dependency runs): the API key (401), the body size (413) — announced by
+``Content-Length`` (refused before reading) or counted while it streams (chunked uploads) —
+and a body that stalls (408): no new bytes for ``body_timeout_s`` cut the request off, so a
+slow or stuck client cannot hold a worker thread and a half-written upload forever."""
 
 from __future__ import annotations
+
+import asyncio
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.auth import check_bearer
-from services.errors import ApiError, error_response
-from services.state import ServiceState
+from services.api.auth import check_bearer
+from services.api.errors import ApiError, error_response
+from services.api.state import ServiceState
 
 MULTIPART_OVERHEAD = 1 << 20  # bytes allowed on top of the file for the form's other parts
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -46,10 +50,16 @@ class RequestGuardMiddleware:
             return
 
         received = 0
+        idle_s = settings.body_timeout_s
 
         async def counting_receive() -> Message:
             nonlocal received
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=idle_s)
+            except TimeoutError:
+                raise HTTPException(
+                    408, f"the request body stalled: no data for {idle_s:g} s"
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:

@@ -1,0 +1,176 @@
+"""Background jobs outlive the process: recorded in SQLite beside the items, resumed (or
+failed with a reason, never forgotten) after kill -9, left queued on disk by a SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from services.api.app import create_app
+from services.job_records import JobRecords
+from services.jobs import MAX_ATTEMPTS, JobStatus, Progress, RunnerClosed, ThreadJobRunner
+from tests.services.conftest import Media, SettingsFactory
+from tests.services.server_process import ServerProcess
+from tests.services.test_api import upload
+
+
+def wait_for(runner: ThreadJobRunner, job_id: str, states: set[str]) -> JobStatus:
+    deadline = time.monotonic() + 10
+    while (status := runner.status(job_id)).state not in states:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.01)
+    return status
+
+
+def test_close_finishes_running_jobs_and_keeps_queued_ones_for_the_next_start(
+    tmp_path: Path,
+) -> None:
+    gate = threading.Event()
+    seen: list[int] = []
+
+    def handler(payload: Mapping[str, Any], progress: Progress) -> dict[str, Any]:
+        gate.wait(5)
+        seen.append(payload["n"])
+        return {"n": payload["n"]}
+
+    db = tmp_path / "items.sqlite3"
+    runner = ThreadJobRunner(handler, records=JobRecords(db), workers=1)
+    running, waiting = runner.submit({"n": 1}), runner.submit({"n": 2})
+    wait_for(runner, running.id, {"running"})
+    threading.Timer(0.2, gate.set).start()
+    runner.close()
+    with pytest.raises(RunnerClosed, match="shutting down"):
+        runner.submit({"n": 3})
+    assert seen == [1]
+    records = JobRecords(db)
+    assert records.get(running.id)["state"] == "done"  # type: ignore[index]
+    assert records.get(waiting.id)["state"] == "queued"  # type: ignore[index]
+    # The next start runs it.
+    again = ThreadJobRunner(handler, records=records, workers=1)
+    assert again.resume(lambda payload: None) == (1, 0)
+    assert wait_for(again, waiting.id, {"done", "failed"}).result == {"n": 2}
+    assert seen == [1, 2]
+    again.close()
+
+
+def test_resume_fails_lost_jobs_with_a_reason(tmp_path: Path) -> None:
+    db = tmp_path / "items.sqlite3"
+    crashed = JobRecords(db)  # what a process killed mid-run left behind
+    gone = crashed.insert("gone", {"path": "missing.mp4"})["id"]
+    crashed.update(gone, state="running", bump_attempts=True)
+    flaky = crashed.insert("flaky", {"path": "kills-the-service.mp4"})["id"]
+    for _ in range(MAX_ATTEMPTS):
+        crashed.update(flaky, state="running", bump_attempts=True)
+    crashed.close()
+
+    runner = ThreadJobRunner(lambda payload, progress: {}, records=JobRecords(db))
+    missing = {"missing.mp4"}
+    resumed = runner.resume(lambda p: "its file is gone" if p["path"] in missing else None)
+    assert resumed == (0, 2)
+    lost, repeated = runner.status(gone), runner.status(flaky)
+    assert lost.state == repeated.state == "failed"
+    assert lost.error == {"code": "interrupted", "message": "not finished: its file is gone"}
+    assert repeated.error is not None
+    assert f"stopped {MAX_ATTEMPTS} times" in repeated.error["message"]
+    runner.close()
+
+
+def test_get_jobs_lists_jobs_by_state_a_page_at_a_time(
+    make_settings: SettingsFactory, media: Media
+) -> None:
+    settings = make_settings(sync_max_seconds=0.0)
+    with TestClient(create_app(settings)) as client:
+        ids = []
+        for path in (media.videos[0], media.videos[1], media.wav):
+            kind = "audio" if path == media.wav else "video"
+            response = client.post(f"/embed/{kind}", files=upload(path))
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["job_id"])
+        deadline = time.monotonic() + 60
+        while client.get("/jobs", params={"state": "done"}).json()["total"] < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        page = client.get("/jobs", params={"limit": 2}).json()
+        assert (page["total"], page["offset"], page["limit"]) == (3, 0, 2)
+        assert [job["id"] for job in page["jobs"]] == ids[:2]
+        rest = client.get("/jobs", params={"limit": 2, "offset": 2}).json()
+        assert [job["id"] for job in rest["jobs"]] == ids[2:]
+        assert client.get("/jobs", params={"state": "failed"}).json()["total"] == 0
+        assert client.get("/jobs", params={"state": "lost"}).status_code == 422
+    # A new app on the same data directory still knows them.
+    with TestClient(create_app(settings)) as client:
+        for job_id in ids:
+            job = client.get(f"/jobs/{job_id}").json()
+            assert job["state"] == "done", job
+            assert job["result"]["model_version"]
+
+
+def wait_until_finished(url: str, job_ids: list[str], timeout: float = 90.0) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = [httpx.get(f"{url}/jobs/{job_id}", timeout=5) for job_id in job_ids]
+        assert all(r.status_code == 200 for r in jobs), [r.text for r in jobs]
+        bodies = [r.json() for r in jobs]
+        if all(b["state"] in ("done", "failed") for b in bodies):
+            return bodies
+        assert time.monotonic() < deadline, bodies
+        time.sleep(0.2)
+
+
+def submit_jobs(url: str, media: Media) -> list[str]:
+    ids = []
+    for path in (*media.videos, media.short_video):
+        with path.open("rb") as file:
+            response = httpx.post(f"{url}/embed/video", files={"file": (path.name, file)})
+        assert response.status_code == 202, response.text
+        ids.append(response.json()["job_id"])
+    return ids
+
+
+@pytest.mark.slow
+def test_kill_9_during_jobs_then_restart_resumes_every_job(
+    checkpoint_dir: Path, media: Media, tmp_path: Path
+) -> None:
+    env = {"AVID_SYNC_MAX_SECONDS": "0", "AVID_JOB_WORKERS": "1"}
+    server = ServerProcess(checkpoint_dir, tmp_path / "data", tmp_path / "serve.log", **env)
+    try:
+        server.start()
+        ids = submit_jobs(server.url, media)
+        server.kill()
+        server.start()
+        bodies = wait_until_finished(server.url, ids)
+        assert [b["state"] for b in bodies] == ["done"] * len(ids), bodies
+        assert httpx.get(f"{server.url}/items").json()["total"] == len(ids)
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_running_job_and_the_next_start_runs_the_queued_ones(
+    checkpoint_dir: Path, media: Media, tmp_path: Path
+) -> None:
+    env = {"AVID_SYNC_MAX_SECONDS": "0", "AVID_JOB_WORKERS": "1"}
+    server = ServerProcess(checkpoint_dir, tmp_path / "data", tmp_path / "serve.log", **env)
+    try:
+        server.start()
+        ids = submit_jobs(server.url, media)
+        # uvicorn shuts down gracefully, then exits by the signal it got (status -15).
+        assert server.terminate() in (0, -signal.SIGTERM), server.log()
+        assert "Application shutdown complete" in server.log()
+        records = JobRecords(tmp_path / "data" / "index" / "items.sqlite3")
+        states = [records.get(job_id)["state"] for job_id in ids]  # type: ignore[index]
+        records.close()
+        assert set(states) <= {"done", "queued"}, states  # none left half-run, none failed
+        server.start()
+        bodies = wait_until_finished(server.url, ids)
+        assert [b["state"] for b in bodies] == ["done"] * len(ids), bodies
+    finally:
+        server.stop()
