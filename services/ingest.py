@@ -32,7 +32,7 @@ from services.index import (
 from services.item_metadata import parse_metadata
 from services.jobs import JobRunner, Progress
 from services.settings import Settings
-from services.uploads import save_upload
+from services.uploads import sanitised_name, save_upload
 
 _OTHER_ENDPOINT: dict[Modality, str] = {"video": "/embed/audio", "audio": "/embed/video"}
 
@@ -52,6 +52,8 @@ class EmbedRequest:
     item_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     probe: dict[str, Any] | None = None  # the upload's MediaInfo: a job does not probe again
+    file_name: str | None = None  # kept on the item (sanitised; jobs recorded before: None)
+    size_bytes: int | None = None
 
     @property
     def keep_media(self) -> bool:
@@ -191,6 +193,8 @@ def submit_upload(
         item_id=form.item_id,
         metadata=metadata,
         probe=asdict(info),
+        file_name=sanitised_name(form.filename),
+        size_bytes=upload.size,
     )
     if info.duration > settings.sync_max_seconds:
         return JobAccepted(jobs.submit(request.to_payload()).id)
@@ -277,6 +281,8 @@ def embed_and_store(
                     audio=_window_vectors(emb, "audio"),
                     metadata=request.metadata,
                     item_id=request.item_id,
+                    file_name=request.file_name,
+                    size_bytes=request.size_bytes,
                 )
             )
             if record.kind != request.kind:

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from avid_model.checkpoint import DEFAULT_CHECKPOINT
@@ -64,6 +64,16 @@ class Settings(BaseSettings):
         default=2, ge=1, description="tasks one `avid worker` runs at once (threads, one model)"
     )
     api_key: SecretStr | None = Field(default=None, description="None: no authentication")
+    read_api_key: SecretStr | None = Field(
+        default=None,
+        description="a second key that may search and read but not embed, change or delete "
+        "(needs api_key)",
+    )
+    cors_origins: str = Field(
+        default="",
+        description="comma-separated origins a browser may call the API from ('*': any); "
+        "empty: no CORS headers (only same-origin pages, such as the service's own)",
+    )
     max_upload_bytes: int = Field(default=256 * 1024**2, gt=0)
     body_timeout_s: float = Field(
         default=30.0,
@@ -92,10 +102,26 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="item changes between FAISS snapshots (None: on close only)"
     )
 
-    @field_validator("api_key", "broker_url", "result_backend", mode="before")
+    @field_validator("api_key", "read_api_key", "broker_url", "result_backend", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _read_key_needs_key(self) -> Settings:
+        if self.read_api_key is not None and self.api_key is None:
+            raise ValueError("AVID_READ_API_KEY needs AVID_API_KEY (the key that may write)")
+        if (
+            self.read_api_key is not None
+            and self.api_key is not None
+            and self.read_api_key.get_secret_value() == self.api_key.get_secret_value()
+        ):
+            raise ValueError("AVID_READ_API_KEY must differ from AVID_API_KEY")
+        return self
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     def checkpoint_path(self) -> Path:
         """The checkpoint to load; raises StartupError when it does not exist."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -46,9 +47,23 @@ def safe_extension(client_name: str | None) -> str:
     return suffix if suffix in ALLOWED_EXTENSIONS else ""
 
 
+MAX_FILE_NAME_CHARS = 255
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def sanitised_name(client_name: str | None) -> str | None:
+    """The client's base name as an item keeps it: no directories, no control characters,
+    at most ``MAX_FILE_NAME_CHARS`` characters; None when nothing is left. Shown to people
+    only, never used as a path."""
+    base = PurePath(_CONTROL_CHARS.sub("", client_name or "").replace("\\", "/")).name.strip()
+    if base in ("", ".", ".."):
+        return None
+    return base[:MAX_FILE_NAME_CHARS]
+
+
 def display_name(client_name: str | None) -> str:
     """The client's base name, shortened, for error messages only (never a path)."""
-    name = PurePath((client_name or "").replace("\\", "/")).name or "upload"
+    name = sanitised_name(client_name) or "upload"
     return name if len(name) <= 80 else name[:77] + "..."
 
 

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
 
 from services.api.errors import install_exception_handlers
 from services.api.metrics import MetricsMiddleware, ServiceMetrics
@@ -57,4 +58,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
     for router in routers:
         app.include_router(router)
+    origins = (settings or get_settings()).cors_origin_list
+    if origins:  # outermost, so a browser's preflight (OPTIONS) is answered before the rest
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Range"],
+            expose_headers=["Content-Range", "Accept-Ranges", "Content-Length", "Location"],
+        )
     return app

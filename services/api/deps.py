@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from services.api.auth import check_bearer
+from services.api.auth import Access, access_of, require_write
 from services.api.errors import ApiError
 from services.api.state import ServiceState
 from services.embedding import EmbeddingBackend
@@ -48,22 +48,40 @@ BackendDep = Annotated[EmbeddingBackend, Depends(get_backend)]
 JobsDep = Annotated[JobRunner, Depends(get_jobs)]
 
 
-# Declares the scheme in the OpenAPI document (securitySchemes.APIKey, on every route that
-# depends on it); the check itself is ``check_bearer`` (no key configured: anyone may call).
+# Declare the schemes in the OpenAPI document (securitySchemes, on every route that depends on
+# them); the check itself is ``access_of`` (no key configured: anyone may call).
 bearer_scheme = HTTPBearer(
     scheme_name="APIKey",
     description="`Authorization: Bearer <AVID_API_KEY>` (when the service has a key)",
     auto_error=False,
 )
+header_scheme = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="XAPIKey",
+    description="`X-API-Key: <AVID_API_KEY>`, the same key as the bearer token",
+    auto_error=False,
+)
 
 
-def require_api_key(
+def get_access(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
-) -> None:
-    """Every route except the health probes and the docs depends on this."""
+    x_api_key: Annotated[str | None, Depends(header_scheme)] = None,
+) -> Access:
+    """What the caller may do (401 without a valid key, when the service has one)."""
     header = None if credentials is None else f"{credentials.scheme} {credentials.credentials}"
-    check_bearer(settings, header)
+    return access_of(settings, header, x_api_key)
+
+
+def require_api_key(access: Annotated[Access, Depends(get_access)]) -> None:
+    """Every route except the health probes, the docs and the page depends on this: the
+    full key or the read-only one."""
+
+
+def require_write_key(access: Annotated[Access, Depends(get_access)]) -> None:
+    """Routes that store, change or delete: the full key (403 for the read-only key)."""
+    require_write(access)
 
 
 Authenticated = Depends(require_api_key)
+CanWrite = Depends(require_write_key)

@@ -42,6 +42,7 @@ _SERVICE_STATUS: dict[type, int] = {
 }
 _HTTP_CODES = {
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     408: "body_timeout",
     413: "too_large",

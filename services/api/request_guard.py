@@ -12,7 +12,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.api.auth import check_bearer
+from services.api.auth import access_of
 from services.api.errors import ApiError, error_response
 from services.api.state import ServiceState
 
@@ -39,7 +39,7 @@ class RequestGuardMiddleware:
         limit = settings.max_upload_bytes + MULTIPART_OVERHEAD
         headers = Headers(scope=scope)
         try:
-            check_bearer(settings, headers.get("authorization"))
+            access_of(settings, headers.get("authorization"), headers.get("x-api-key"))
             length = headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > limit:
                 message = _too_large(settings.max_upload_bytes, f"request body of {length} bytes")

@@ -86,6 +86,8 @@ class ItemOut(BaseModel):
     n_audio_windows: int
     metadata: dict[str, Any]
     created_at: float
+    file_name: str | None = Field(description="the uploaded file's name (sanitised), if sent")
+    size_bytes: int | None = Field(description="the uploaded file's size in bytes")
 
     @classmethod
     def of(cls, record: ItemRecord) -> ItemOut:
@@ -101,6 +103,8 @@ class ItemOut(BaseModel):
             n_audio_windows=record.n_audio_windows,
             metadata=record.metadata,
             created_at=record.created_at,
+            file_name=record.file_name,
+            size_bytes=record.size_bytes,
         )
 
 
@@ -116,6 +120,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for code, text in (
         (400, "a body the multipart parser refuses (a form field over its size limit, ...)"),
         (401, "missing or wrong API key"),
+        (403, "the read-only key, on a route that stores, changes or deletes"),
         (404, "unknown item or job"),
         (408, "the request body stalled (no data for AVID_BODY_TIMEOUT_S)"),
         (409, "conflicting id or kind, duplicate content, or an item of another model version"),

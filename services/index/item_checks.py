@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from services.index.errors import BadItem, ModelVersionMismatch
 from services.index.records import ItemKind, Modality, NewItem, WindowVectors
@@ -48,6 +49,16 @@ def checked_modalities(
     return out
 
 
+def metadata_text(metadata: Any) -> str:
+    """``metadata`` as the JSON text the store keeps; ``BadItem`` unless a JSON object."""
+    if not isinstance(metadata, dict):
+        raise BadItem(f"metadata must be a JSON object, got {type(metadata).__name__}")
+    try:
+        return json.dumps(metadata, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise BadItem(f"metadata is not JSON-serialisable: {exc}") from exc
+
+
 def checked_item(item: NewItem, dim: int, store_version: str) -> CheckedItem:
     check_model_version(item.model_version, store_version, "item")
     if item.item_id is not None and (
@@ -60,11 +71,6 @@ def checked_item(item: NewItem, dim: int, store_version: str) -> CheckedItem:
         raise BadItem(f"duration must be a finite number, got {item.duration!r}")
     if item.duration < 0:
         raise BadItem(f"duration must be >= 0, got {item.duration}")
-    if not isinstance(item.metadata, dict):
-        raise BadItem(f"metadata must be a JSON object, got {type(item.metadata).__name__}")
-    try:
-        metadata_json = json.dumps(item.metadata, allow_nan=False, sort_keys=True)
-    except (TypeError, ValueError) as exc:
-        raise BadItem(f"metadata is not JSON-serialisable: {exc}") from exc
+    metadata_json = metadata_text(item.metadata)
     windows = checked_modalities(item.kind, item.video, item.audio, dim)
     return CheckedItem(item=item, windows=windows, metadata_json=metadata_json)

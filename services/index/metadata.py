@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS items (
     n_audio INTEGER NOT NULL,
     metadata TEXT NOT NULL,
     created_at REAL NOT NULL,
+    file_name TEXT,
+    size_bytes INTEGER,
     UNIQUE (content_hash, model_version)
 );
 CREATE INDEX IF NOT EXISTS items_by_version ON items (model_version);
@@ -64,8 +66,11 @@ CREATE INDEX IF NOT EXISTS windows_by_item ON windows (item_id, modality, window
 """
 
 _ITEM_COLUMNS = (
-    "item_id, kind, model_version, content_hash, duration, n_video, n_audio, metadata, created_at"
+    "item_id, kind, model_version, content_hash, duration, n_video, n_audio, metadata, created_at,"
+    " file_name, size_bytes"
 )
+# Columns added after the first release: (name, SQL type), added to an older file on open.
+_ADDED_ITEM_COLUMNS = (("file_name", "TEXT"), ("size_bytes", "INTEGER"))
 _SQL_VARS = 900  # stay far below SQLite's bound-parameter limit
 
 
@@ -95,7 +100,8 @@ class ItemSummary:
 
 
 def _record(row: sqlite3.Row | tuple[Any, ...]) -> ItemRecord:
-    item_id, kind, version, content_hash, duration, n_video, n_audio, metadata, created = row
+    (item_id, kind, version, content_hash, duration, n_video, n_audio, metadata, created) = row[:9]
+    file_name, size_bytes = row[9], row[10]
     return ItemRecord(
         item_id=item_id,
         kind=kind,
@@ -108,6 +114,8 @@ def _record(row: sqlite3.Row | tuple[Any, ...]) -> ItemRecord:
         n_audio_windows=int(n_audio),
         metadata=json.loads(metadata),
         created_at=float(created),
+        file_name=file_name,
+        size_bytes=None if size_bytes is None else int(size_bytes),
     )
 
 
@@ -124,6 +132,7 @@ class MetadataDB:
         self.dim = dim
         self._writer = self._connect(check_same_thread=False)
         self._writer.executescript(SCHEMA)
+        self._add_missing_columns()
         with self.write_transaction() as tx:
             tx.executemany(
                 "INSERT OR IGNORE INTO store_meta (key, value) VALUES (?, ?)",
@@ -137,6 +146,13 @@ class MetadataDB:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+
+    def _add_missing_columns(self) -> None:
+        """Bring a file written before ``_ADDED_ITEM_COLUMNS`` existed up to date (NULLs)."""
+        present = {row[1] for row in self._writer.execute("PRAGMA table_info(items)")}
+        for name, sql_type in _ADDED_ITEM_COLUMNS:
+            if name not in present:
+                self._writer.execute(f"ALTER TABLE items ADD COLUMN {name} {sql_type}")
 
     def _connect(self, *, check_same_thread: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -202,11 +218,13 @@ class MetadataDB:
         duration: float,
         metadata_json: str,
         windows: dict[Modality, WindowVectors],
+        file_name: str | None = None,
+        size_bytes: int | None = None,
     ) -> dict[Modality, IdArray]:
         """Insert an item and its windows inside ``tx``; the new FAISS ids per modality."""
         counts = {m: len(windows[m]) if m in windows else 0 for m in MODALITIES}
         tx.execute(
-            f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 item_id,
                 kind,
@@ -217,6 +235,8 @@ class MetadataDB:
                 counts["audio"],
                 metadata_json,
                 time.time(),
+                file_name,
+                size_bytes,
             ),
         )
         return self._insert_windows(tx, item_id, model_version, windows)
@@ -253,6 +273,13 @@ class MetadataDB:
             ).fetchall()
             new_ids[modality] = np.array([r[0] for r in rows], dtype=np.int64)
         return new_ids
+
+    def set_metadata(self, tx: sqlite3.Connection, item_id: str, metadata_json: str) -> bool:
+        """Replace an item's metadata inside ``tx``; False when there is no such item."""
+        cursor = tx.execute(
+            "UPDATE items SET metadata = ? WHERE item_id = ?", (metadata_json, item_id)
+        )
+        return cursor.rowcount > 0
 
     def delete_item(
         self, tx: sqlite3.Connection, item_id: str

@@ -59,6 +59,8 @@ class NewItem:
     audio: WindowVectors | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     item_id: str | None = None
+    file_name: str | None = None  # the client's file name, sanitised (never a path)
+    size_bytes: int | None = None  # the uploaded file's size
 
     def windows(self, modality: Modality) -> WindowVectors | None:
         return self.video if modality == "video" else self.audio
@@ -79,6 +81,8 @@ class ItemRecord:
     n_audio_windows: int
     metadata: dict[str, Any]
     created_at: float
+    file_name: str | None = None
+    size_bytes: int | None = None
 
 
 @dataclass(frozen=True)

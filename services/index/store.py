@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -51,7 +51,12 @@ from services.index.index_settings import (
     IVFParams,
     SnapshotPolicy,
 )
-from services.index.item_checks import check_model_version, checked_item, checked_modalities
+from services.index.item_checks import (
+    check_model_version,
+    checked_item,
+    checked_modalities,
+    metadata_text,
+)
 from services.index.item_search import search_items
 from services.index.metadata import MetadataDB
 from services.index.records import (
@@ -205,6 +210,8 @@ class IndexStore:
                         duration=float(c.item.duration),
                         metadata_json=c.metadata_json,
                         windows=c.windows,
+                        file_name=c.item.file_name,
+                        size_bytes=c.item.size_bytes,
                     )
                     for modality, ids in new_ids.items():
                         added[modality].append((ids, c.windows[modality].vectors))
@@ -250,6 +257,24 @@ class IndexStore:
             self._changes_since_snapshot += 1
         self._maybe_snapshot()
         return True
+
+    def update_metadata(
+        self, item_id: str, update: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> ItemRecord:
+        """Replace the item's metadata with ``update(current)``, atomically (the vectors
+        stay); raises ``ItemNotFound``, ``BadItem`` (not a JSON object) or what ``update``
+        raises."""
+        self._check_open()
+        with self._write_lock:
+            self._check_open()
+            with self._db.write_transaction() as tx:
+                current = self._db.get(item_id, tx)
+                if current is None:
+                    raise ItemNotFound(item_id)
+                self._db.set_metadata(tx, item_id, metadata_text(update(current.metadata)))
+                record = self._db.get(item_id, tx)
+        assert record is not None
+        return record
 
     def replace_item(
         self,

@@ -4,6 +4,7 @@ test_index_store_durability.py.)"""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -467,3 +468,32 @@ def test_a_second_store_on_the_same_directory_is_refused(open_store: OpenStore) 
         open_store()
     store.close()
     open_store()  # released on close
+
+
+def test_a_file_of_before_file_names_opens_with_them_empty(tmp_path: Path) -> None:
+    """An items.sqlite3 written before items kept file name and size: the columns are added
+    on open (NULL for the old rows); new items keep theirs; metadata can be updated."""
+    rng = np.random.default_rng(5)
+    with IndexStore(tmp_path, model_version=VERSION) as store:
+        old = store.add_item(make_item(rng, "old"))
+    conn = sqlite3.connect(tmp_path / "items.sqlite3")
+    conn.execute("ALTER TABLE items DROP COLUMN file_name")
+    conn.execute("ALTER TABLE items DROP COLUMN size_bytes")
+    conn.commit()
+    conn.close()
+    with IndexStore(tmp_path, model_version=VERSION) as store:
+        reread = store.get(old.item_id)
+        assert reread is not None
+        assert (reread.file_name, reread.size_bytes) == (None, None)
+        new = store.add_item(replace(make_item(rng, "new"), file_name="a.mp4", size_bytes=123))
+        assert (new.file_name, new.size_bytes) == ("a.mp4", 123)
+        updated = store.update_metadata(new.item_id, lambda m: {**m, "tag": 1})
+        assert updated.metadata == {"name": "new", "tag": 1}
+        with pytest.raises(ItemNotFound):
+            store.update_metadata("nope", dict)
+        with pytest.raises(BadItem):
+            store.update_metadata(new.item_id, lambda m: [1])  # type: ignore[arg-type,return-value]
+    with IndexStore(tmp_path, model_version=VERSION) as store:
+        again = store.get(new.item_id)
+        assert again is not None
+        assert (again.file_name, again.size_bytes, again.metadata["tag"]) == ("a.mp4", 123, 1)

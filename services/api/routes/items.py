@@ -1,16 +1,28 @@
-"""``GET /items``, ``GET /items/{item_id}``, ``DELETE /items/{item_id}``."""
+"""``/items``: list, read, change (``PATCH``) and delete stored items; play an item's kept
+file (``/media``, with HTTP Range) and see a picture of it (``/poster``)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
 
-from services import media_files
-from services.api.deps import Authenticated, StateDep, StoreDep
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+
+from services import item_media, media_files
+from services.api.deps import Authenticated, CanWrite, SettingsDep, StateDep, StoreDep
+from services.api.errors import ApiError
 from services.api.routes.params import Limit, Offset
 from services.api.schemas import ERROR_RESPONSES, ItemOut, ItemPage
 from services.index import ItemKind, ItemNotFound
+from services.item_metadata import MAX_METADATA_BYTES, patch_item_metadata
 
 router = APIRouter(tags=["items"], dependencies=[Authenticated])
+
+PosterAt = Annotated[
+    float | None,
+    Query(ge=0, allow_inf_nan=False, description="time (s) of the picture; default: mid-file"),
+]
 
 
 @router.get("/items", response_model=ItemPage, responses=ERROR_RESPONSES)
@@ -33,8 +45,47 @@ def get_item(item_id: str, store: StoreDep) -> ItemOut:
     return ItemOut.of(record)
 
 
+@router.patch(
+    "/items/{item_id}",
+    response_model=ItemOut,
+    responses=ERROR_RESPONSES,
+    dependencies=[CanWrite],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["metadata"],
+                        "properties": {"metadata": {"type": "object"}},
+                    },
+                    "example": {"metadata": {"label": "dog", "old_key": None}},
+                }
+            },
+        }
+    },
+)
+async def patch_item(item_id: str, request: Request, store: StoreDep) -> ItemOut:
+    """Change the item's metadata: ``{"metadata": {...}}`` is a JSON merge patch (RFC 7396)
+    of it: keys are set, ``null`` removes a key, nested objects merge. Its vectors stay."""
+    raw = await request.body()
+    if len(raw) > 2 * MAX_METADATA_BYTES:
+        raise ApiError(413, "too_large", f"the body is over {2 * MAX_METADATA_BYTES} bytes")
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise ApiError(422, "invalid_metadata", "the body is not UTF-8 JSON") from None
+    record = await run_in_threadpool(patch_item_metadata, store, item_id, text)
+    return ItemOut.of(record)
+
+
 @router.delete(
-    "/items/{item_id}", status_code=204, response_class=Response, responses=ERROR_RESPONSES
+    "/items/{item_id}",
+    status_code=204,
+    response_class=Response,
+    responses=ERROR_RESPONSES,
+    dependencies=[CanWrite],
 )
 def delete_item(item_id: str, state: StateDep) -> Response:
     """Remove the item, its vectors and its kept media file, unless another item (of another
@@ -42,3 +93,45 @@ def delete_item(item_id: str, state: StateDep) -> Response:
     if not media_files.delete_item(state.store, state.settings.media_dir, item_id):
         raise ItemNotFound(item_id)
     return Response(status_code=204)
+
+
+@router.get(
+    "/items/{item_id}/media",
+    response_class=FileResponse,
+    responses={
+        200: {"description": "the kept file", "content": {"video/mp4": {}, "audio/wav": {}}},
+        206: {"description": "the byte range asked for (a `Range` header)"},
+        416: {"description": "a range outside the file"},
+        **ERROR_RESPONSES,
+    },
+)
+def item_media_file(item_id: str, store: StoreDep, settings: SettingsDep) -> FileResponse:
+    """The item's kept file as uploaded, with HTTP Range support (a video element seeks
+    with it)."""
+    kept = item_media.kept_file(store, settings.media_dir, item_id)
+    download_name = kept.record.file_name or f"{item_id}{kept.path.suffix}"
+    return FileResponse(
+        kept.path,
+        media_type=kept.media_type,
+        filename=download_name,
+        content_disposition_type="inline",
+    )
+
+
+@router.get(
+    "/items/{item_id}/poster",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, **ERROR_RESPONSES},
+)
+def item_poster(
+    item_id: str, store: StoreDep, settings: SettingsDep, at: PosterAt = None
+) -> Response:
+    """A JPEG picture of a video item (at most 320 px on its longer side) at ``at`` seconds
+    (default: the middle); 404 ``no_video`` for an audio item."""
+    kept = item_media.kept_file(store, settings.media_dir, item_id)
+    if kept.record.kind != "video":
+        raise ApiError(404, "no_video", f"item {item_id!r} is a sound: it has no pictures")
+    when = kept.record.duration / 2 if at is None else min(at, kept.record.duration)
+    jpeg = item_media.poster_jpeg(kept.path, when)
+    headers = {"Cache-Control": "private, max-age=3600"}
+    return Response(jpeg, media_type="image/jpeg", headers=headers)

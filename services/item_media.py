@@ -1,0 +1,95 @@
+"""An item's kept file, for people: the file itself (to play it) and a poster frame (JPEG).
+
+Framework-free: ``kept_file`` finds the upload kept as ``media/<sha256><ext>``; ``poster_jpeg``
+decodes one picture near a time with PyAV and encodes it as a JPEG (Pillow), scaled down.
+"""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from avid_model.errors import CorruptMediaError
+from services.errors import NotFound
+from services.index import IndexStore, ItemNotFound, ItemRecord
+from services.media_files import content_hash_of
+
+POSTER_MAX_SIDE = 320
+JPEG_QUALITY = 80
+
+# The media types of the suffixes a kept file can have (mimetypes lacks a few of them).
+_MEDIA_TYPES = {
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".mov": "video/quicktime",
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+    ".wav": "audio/wav",
+    ".mp3": "audio/mpeg",
+    ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".flac": "audio/flac",
+    ".m4a": "audio/mp4",
+    ".opus": "audio/ogg",
+}
+
+
+@dataclass(frozen=True)
+class KeptFile:
+    path: Path
+    media_type: str
+    record: ItemRecord
+
+
+def media_type_of(path: Path, kind: str) -> str:
+    suffix = path.suffix.lower()
+    guessed = _MEDIA_TYPES.get(suffix) or mimetypes.guess_type(path.name)[0]
+    return guessed or ("video/mp4" if kind == "video" else "application/octet-stream")
+
+
+def kept_file(store: IndexStore, media_dir: Path, item_id: str) -> KeptFile:
+    """The item's kept upload; ``ItemNotFound``, or ``NotFound`` (code ``no_media``) when the
+    file is gone (removed by hand, say)."""
+    record = store.get(item_id)
+    if record is None:
+        raise ItemNotFound(item_id)
+    for path in sorted(media_dir.glob(f"{record.content_hash}*")):
+        if content_hash_of(path) == record.content_hash and path.is_file():
+            return KeptFile(path, media_type_of(path, record.kind), record)
+    raise NotFound(f"the media file of item {item_id!r} is not kept", code="no_media")
+
+
+def poster_jpeg(path: Path, at: float, max_side: int = POSTER_MAX_SIDE) -> bytes:
+    """A JPEG of the first picture at or after ``at`` seconds (the last one when the file
+    ends before), at most ``max_side`` pixels on its longer side. ``NotFound`` (code
+    ``no_video``) for a file without pictures."""
+    try:
+        return _poster(path, at, max_side)
+    except av.FFmpegError as exc:
+        raise CorruptMediaError(f"no poster could be decoded: {exc}", path=path.name) from exc
+
+
+def _poster(path: Path, at: float, max_side: int) -> bytes:
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise NotFound("this item has no pictures (an audio file)", code="no_video")
+        stream = container.streams.video[0]
+        if at > 0 and stream.time_base is not None:
+            container.seek(int(at / stream.time_base), stream=stream, backward=True)
+        chosen = None
+        for frame in container.decode(stream):
+            chosen = frame
+            if frame.time is None or frame.time >= at:
+                break
+        if chosen is None:
+            raise NotFound("no picture could be decoded from the file", code="no_video")
+        scale = min(1.0, max_side / max(chosen.width, chosen.height))
+        width, height = max(1, round(chosen.width * scale)), max(1, round(chosen.height * scale))
+        image = chosen.to_image(width=width, height=height)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()

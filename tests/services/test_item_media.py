@@ -1,0 +1,143 @@
+"""What an item keeps for people, over the real app: the original file name and size, the
+kept file with HTTP Range (``/items/{id}/media``), a poster frame (``/items/{id}/poster``),
+and ``PATCH /items/{id}`` of the metadata."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from services.api.app import create_app
+from services.uploads import sanitised_name
+from tests.services.conftest import Media, frames, service_settings
+from tests.services.test_api import assert_error, results
+
+
+def post(client: TestClient, kind: str, path: Path, name: str, **form: str) -> dict[str, Any]:
+    response = client.post(
+        f"/embed/{kind}",
+        files={"file": (name, path.read_bytes(), "application/octet-stream")},
+        data=form,
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@pytest.fixture(scope="module")
+def client(
+    checkpoint_dir: Path, media: Media, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    data_dir = tmp_path_factory.mktemp("item-media")
+    with TestClient(create_app(service_settings(checkpoint_dir, data_dir))) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def video_id(client: TestClient, media: Media) -> str:
+    body = post(client, "video", media.videos[1], "Holiday clip (1).mp4", metadata='{"a": 1}')
+    return str(body["id"])
+
+
+@pytest.fixture(scope="module")
+def wav_id(client: TestClient, media: Media) -> str:
+    return str(post(client, "audio", media.wav, "C:\\Users\\me\\tone.WAV")["id"])
+
+
+def test_items_keep_the_sanitised_file_name_and_the_size(
+    client: TestClient, media: Media, video_id: str, wav_id: str
+) -> None:
+    video = client.get(f"/items/{video_id}").json()
+    assert video["file_name"] == "Holiday clip (1).mp4"
+    assert video["size_bytes"] == media.videos[1].stat().st_size
+    wav = client.get(f"/items/{wav_id}").json()
+    assert wav["file_name"] == "tone.WAV"  # the directories of a Windows path are dropped
+    assert wav["size_bytes"] == media.wav.stat().st_size
+    odd = post(client, "audio", media.short_video, "../../etc/\x1bpasswd.mp4")
+    assert client.get(f"/items/{odd['id']}").json()["file_name"] == "passwd.mp4"
+    assert sanitised_name("a/b\nc\x00.wav") == "bc.wav"
+    assert sanitised_name("x" * 300 + ".wav") == "x" * 255
+    assert sanitised_name("dir/..") is None
+    listed = {i["id"]: i for i in client.get("/items").json()["items"]}
+    assert listed[video_id]["file_name"] == "Holiday clip (1).mp4"
+
+
+def test_media_is_the_kept_file_with_range_support(
+    client: TestClient, media: Media, video_id: str, wav_id: str
+) -> None:
+    data = media.videos[1].read_bytes()
+    whole = client.get(f"/items/{video_id}/media")
+    assert whole.status_code == 200
+    assert whole.content == data
+    assert whole.headers["content-type"] == "video/mp4"
+    assert whole.headers["accept-ranges"] == "bytes"
+    assert whole.headers["content-disposition"].startswith("inline")
+    part = client.get(f"/items/{video_id}/media", headers={"Range": "bytes=100-1099"})
+    assert part.status_code == 206
+    assert part.content == data[100:1100]
+    assert part.headers["content-range"] == f"bytes 100-1099/{len(data)}"
+    tail = client.get(f"/items/{video_id}/media", headers={"Range": "bytes=-50"})
+    assert tail.status_code == 206
+    assert tail.content == data[-50:]
+    outside = client.get(f"/items/{video_id}/media", headers={"Range": f"bytes={len(data)}-"})
+    assert outside.status_code == 416
+    sound = client.get(f"/items/{wav_id}/media")
+    assert sound.headers["content-type"] == "audio/wav"
+    assert sound.content == media.wav.read_bytes()
+    assert_error(client.get("/items/nope/media"), 404, "not_found", "nope")
+
+
+def test_poster_is_a_jpeg_of_the_picture_at_the_time(
+    client: TestClient, video_id: str, wav_id: str
+) -> None:
+    response = client.get(f"/items/{video_id}/poster", params={"at": 1.5})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/jpeg"
+    image = Image.open(io.BytesIO(response.content))
+    assert image.format == "JPEG"
+    assert image.size == (64, 64)
+    # videos[1] was written from frames(3, seed=1): its frame at 1.5 s, up to JPEG/H.264 loss
+    expected = frames(3, 1)[24].astype(float)
+    got = np.asarray(image.convert("RGB"), dtype=float)
+    assert np.abs(got - expected).mean() < 20
+    other = np.asarray(
+        Image.open(io.BytesIO(client.get(f"/items/{video_id}/poster").content)), dtype=float
+    )
+    assert np.abs(other - frames(3, 1)[24].astype(float)).mean() < 40  # the middle: 1.5 s too
+    assert_error(client.get(f"/items/{wav_id}/poster"), 404, "no_video", "sound")
+    assert_error(client.get(f"/items/{video_id}/poster", params={"at": -1}), 422, "invalid_request")
+    assert_error(client.get("/items/nope/poster"), 404, "not_found")
+
+
+def test_patch_merges_into_the_metadata_and_search_shows_it(
+    client: TestClient, media: Media, video_id: str
+) -> None:
+    def patch(body: Any) -> Any:
+        raw = body if isinstance(body, str) else json.dumps(body)
+        return client.patch(f"/items/{video_id}", content=raw)
+
+    first = patch({"metadata": {"label": "dog", "nested": {"x": 1, "y": 2}}})
+    assert first.status_code == 200, first.text
+    assert first.json()["metadata"] == {"a": 1, "label": "dog", "nested": {"x": 1, "y": 2}}
+    second = patch({"metadata": {"a": None, "nested": {"y": None, "z": [1]}}})
+    assert second.json()["metadata"] == {"label": "dog", "nested": {"x": 1, "z": [1]}}
+    assert client.get(f"/items/{video_id}").json()["metadata"] == second.json()["metadata"]
+    query = {"file": ("q.wav", media.videos[1].read_bytes(), "application/octet-stream")}
+    hits = results(client.post("/search", files=query, data={"target": "video"}))
+    assert {h["id"]: h["metadata"] for h in hits}[video_id] == second.json()["metadata"]
+    assert_error(patch({"labels": {}}), 422, "invalid_metadata", "metadata")
+    assert_error(patch({"metadata": [1]}), 422, "invalid_metadata")
+    assert_error(patch("{not json"), 422, "invalid_metadata", "not valid JSON")
+    assert_error(patch("[" * 100 + "]" * 100), 422, "invalid_metadata", "nested")
+    assert_error(patch({"metadata": {"big": "x" * 70_000}}), 413, "too_large")
+    missing = client.patch("/items/nope", content='{"metadata": {}}')
+    assert_error(missing, 404, "not_found", "nope")
+    assert client.get(f"/items/{video_id}").json()["metadata"] == second.json()["metadata"]
