@@ -33,6 +33,7 @@ def hits_body(hits: list[SearchHit]) -> dict[str, Any]:
                 "start": h.start,
                 "end": h.end,
                 "metadata": h.metadata,
+                "file_name": h.file_name,
             }
             for h in hits
         ]

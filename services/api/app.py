@@ -13,11 +13,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from services.api.errors import install_exception_handlers
 from services.api.metrics import MetricsMiddleware, ServiceMetrics
 from services.api.request_guard import RequestGuardMiddleware
-from services.api.routes import embed, health, items, jobs, search
+from services.api.routes import embed, health, items, jobs, page, search
 from services.api.state import start_services
 from services.settings import Settings, get_settings
 
@@ -53,11 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = None
     install_exception_handlers(app)
     app.add_middleware(RequestGuardMiddleware)
-    routers = [module.router for module in (embed, search, items, jobs, health)]
+    routers = [module.router for module in (embed, search, items, jobs, health, page)]
     routes = [route for router in routers for route in router.routes]
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
     for router in routers:
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
     origins = (settings or get_settings()).cors_origin_list
     if origins:  # outermost, so a browser's preflight (OPTIONS) is answered before the rest
         app.add_middleware(

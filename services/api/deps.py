@@ -73,12 +73,15 @@ def get_access(
     return access_of(settings, header, x_api_key)
 
 
-def require_api_key(access: Annotated[Access, Depends(get_access)]) -> None:
+AccessDep = Annotated[Access, Depends(get_access)]
+
+
+def require_api_key(access: AccessDep) -> None:
     """Every route except the health probes, the docs and the page depends on this: the
     full key or the read-only one."""
 
 
-def require_write_key(access: Annotated[Access, Depends(get_access)]) -> None:
+def require_write_key(access: AccessDep) -> None:
     """Routes that store, change or delete: the full key (403 for the read-only key)."""
     require_write(access)
 

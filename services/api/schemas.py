@@ -68,6 +68,7 @@ class SearchResult(BaseModel):
     start: float = Field(description="start (s) of the item's best-matching window")
     end: float
     metadata: dict[str, Any]
+    file_name: str | None = Field(None, description="the item's uploaded file name")
 
 
 class SearchResults(BaseModel):
@@ -106,6 +107,16 @@ class ItemOut(BaseModel):
             file_name=record.file_name,
             size_bytes=record.size_bytes,
         )
+
+
+class ServiceInfo(BaseModel):
+    model_version: str = Field(description="the model whose vectors this service searches")
+    items: int = Field(description="stored items of this model version")
+    access: Literal["read", "write"] = Field(
+        description="what the caller's key allows: read (search, read) or write (all)"
+    )
+    max_upload_bytes: int
+    sync_max_seconds: float = Field(description="longer uploads are embedded as a job (202)")
 
 
 class ItemPage(BaseModel):

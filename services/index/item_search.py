@@ -77,6 +77,7 @@ def search_items(
                 query_window=query_row,
                 kind=summary.kind,
                 metadata=summary.metadata,
+                file_name=summary.file_name,
             )
         )
     return hits

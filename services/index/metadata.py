@@ -97,6 +97,7 @@ class StoredWindows:
 class ItemSummary:
     kind: ItemKind
     metadata: dict[str, Any]
+    file_name: str | None = None
 
 
 def _record(row: sqlite3.Row | tuple[Any, ...]) -> ItemRecord:
@@ -487,9 +488,9 @@ class MetadataDB:
         conn = self._reader()
         for chunk in _chunks(list(item_ids)):
             marks = ",".join("?" * len(chunk))
-            for item_id, kind, metadata in conn.execute(
-                f"SELECT item_id, kind, metadata FROM items WHERE item_id IN ({marks})",
+            for item_id, kind, metadata, file_name in conn.execute(
+                f"SELECT item_id, kind, metadata, file_name FROM items WHERE item_id IN ({marks})",
                 list(chunk),
             ):
-                out[item_id] = ItemSummary(kind=kind, metadata=json.loads(metadata))
+                out[item_id] = ItemSummary(kind, json.loads(metadata), file_name)
         return out

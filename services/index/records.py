@@ -101,3 +101,4 @@ class SearchHit:
     query_window: int
     kind: ItemKind
     metadata: dict[str, Any]
+    file_name: str | None = None

@@ -56,6 +56,12 @@ def test_the_read_only_key_searches_and_reads_but_never_writes(
             for response in refused:
                 assert_error(response, 403, "forbidden", "read-only")
         assert client.get("/items", headers=full).json()["total"] == 1
+        info = client.get("/info", headers=full).json()
+        assert info["access"] == "write"
+        assert info["items"] == 1
+        assert info["model_version"] == item["model_version"]
+        assert client.get("/info", headers={"X-API-Key": READ}).json()["access"] == "read"
+        assert_error(client.get("/info"), 401, "unauthorized")
         assert client.delete(f"/items/{item_id}", headers=full).status_code == 204
 
 

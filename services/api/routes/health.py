@@ -11,7 +11,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from services.api.deps import Authenticated, StateDep
+from services.api.deps import AccessDep, Authenticated, StateDep
+from services.api.schemas import ERROR_RESPONSES, ServiceInfo
 from services.api.state import ServiceState
 
 router = APIRouter(tags=["health"])
@@ -37,6 +38,19 @@ def readyz(request: Request) -> JSONResponse:
     if state is not None and state.live_workers is not None:
         body["workers"] = state.live_workers()
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/info", response_model=ServiceInfo, responses=ERROR_RESPONSES)
+def info(state: StateDep, access: AccessDep) -> ServiceInfo:
+    """The model version, how many items it holds, and what the caller's key may do (the
+    page reads it to show the version and to hide what a read-only key cannot do)."""
+    return ServiceInfo(
+        model_version=state.backend.model_version,
+        items=state.store.stats()["items"],
+        access=access,
+        max_upload_bytes=state.settings.max_upload_bytes,
+        sync_max_seconds=state.settings.sync_max_seconds,
+    )
 
 
 @router.get("/metrics", dependencies=[Authenticated], response_class=Response)
