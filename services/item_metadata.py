@@ -17,7 +17,7 @@ _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _BRACKETS = re.compile(r"[][{}]")
 
 
-def _nesting_depth(raw: str) -> int:
+def nesting_depth(raw: str) -> int:
     """How deep arrays and objects nest in JSON text, counted without parsing it (a parser
     recurses, so text nested thousands deep would exhaust Python's stack)."""
     depth = deepest = 0
@@ -42,7 +42,7 @@ def parse_metadata(raw: str | None) -> dict[str, Any]:
         raise TooLarge(
             f"metadata is {size} bytes of JSON, over the limit of {MAX_METADATA_BYTES} bytes"
         )
-    if _nesting_depth(raw) > MAX_METADATA_DEPTH:
+    if nesting_depth(raw) > MAX_METADATA_DEPTH:
         raise InvalidInput(
             f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels", code="invalid_metadata"
         )

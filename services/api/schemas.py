@@ -69,6 +69,9 @@ class SearchResult(BaseModel):
     end: float
     metadata: dict[str, Any]
     file_name: str | None = Field(None, description="the item's uploaded file name")
+    vector: Vector | None = Field(
+        None, description="the matched window's vector (with_vectors=true only)"
+    )
 
 
 class SearchResults(BaseModel):
@@ -124,6 +127,9 @@ class ItemPage(BaseModel):
     total: int
     offset: int
     limit: int
+    next_cursor: str | None = Field(
+        None, description="pass as ``cursor`` for the page after this one; null at the end"
+    )
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

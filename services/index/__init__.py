@@ -19,6 +19,7 @@ from services.index.index_settings import (
     IVFParams,
     SnapshotPolicy,
 )
+from services.index.item_filter import FieldCondition, ItemFilter
 from services.index.records import (
     ItemKind,
     ItemRecord,
@@ -33,6 +34,7 @@ __all__ = [
     "BadItem",
     "BadVector",
     "DuplicateContent",
+    "FieldCondition",
     "HNSWParams",
     "IVFParams",
     "IndexSpec",
@@ -40,6 +42,7 @@ __all__ = [
     "IndexStoreError",
     "IndexType",
     "ItemExists",
+    "ItemFilter",
     "ItemKind",
     "ItemNotFound",
     "ItemRecord",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from services.index.faiss_index import ModalityIndex
+from services.index.item_filter import ItemFilter
 from services.index.metadata import MetadataDB, WindowRef
 from services.index.records import FloatArray, SearchHit
 
@@ -26,8 +27,11 @@ def search_items(
     queries: FloatArray,
     k: int,
     exclude_item: str | None = None,
+    item_filter: ItemFilter | None = None,
 ) -> list[SearchHit]:
-    """The ``k`` best items for unit ``queries`` (n, dim), best first (ties by item id).
+    """The ``k`` best items for unit ``queries`` (n, dim), best first (ties by item id),
+    among those ``item_filter`` lets through (the search goes deeper until each query row has
+    ``k`` such items, or has seen every vector).
 
     The caller holds the store's read lock so the index does not change underneath.
     """
@@ -37,12 +41,17 @@ def search_items(
     fetch = min(n_live, max(_FIRST_FETCH_FACTOR * k, k + 16))
     refs: dict[int, WindowRef] = {}
     best: dict[str, tuple[float, int, int]] = {}  # item -> (score, row id, query row)
+    allowed: dict[str, bool] = {}  # item -> whether the filter lets it through
     pending: list[int] = list(range(queries.shape[0]))
     while pending:
         scores, ids = index.search(np.ascontiguousarray(queries[pending]), fetch)
         unseen = {int(i) for i in np.unique(ids) if i >= 0 and int(i) not in refs}
         if unseen:
             refs.update(db.window_refs(sorted(unseen)))
+        if item_filter is not None:
+            judge = sorted({refs[i].item_id for i in unseen if i in refs} - allowed.keys())
+            for item_id, judged in db.item_summaries(judge).items():
+                allowed[item_id] = item_filter.matches(judged.kind, judged.metadata)
         short: list[int] = []
         for row, query_row in enumerate(pending):
             distinct: set[str] = set()
@@ -50,6 +59,8 @@ def search_items(
                 ref = refs.get(int(row_id)) if row_id >= 0 else None
                 if ref is None or ref.item_id == exclude_item:
                     continue  # padding, a row deleted meanwhile, or the excluded item
+                if item_filter is not None and not allowed.get(ref.item_id, False):
+                    continue
                 distinct.add(ref.item_id)
                 current = best.get(ref.item_id)
                 if current is None or score > current[0]:

@@ -359,6 +359,34 @@ class MetadataDB:
             ).fetchall()
         return [_record(r) for r in rows], total
 
+    def row_of(self, item_id: str) -> int | None:
+        row = self._reader().execute("SELECT rowid FROM items WHERE item_id = ?", (item_id,))
+        found = row.fetchone()
+        return int(found[0]) if found else None
+
+    def items_after(
+        self, after_row: int, limit: int, kind: ItemKind | None
+    ) -> tuple[list[ItemRecord], int, int | None]:
+        """Up to ``limit`` items whose row comes after ``after_row`` (oldest first), the total
+        count, and the row of the page's last item when more follow (else None)."""
+        kind_clause = " AND kind = ?" if kind is not None else ""
+        kind_args: list[Any] = [kind] if kind is not None else []
+        with self.read_transaction() as c:
+            total = int(
+                c.execute(f"SELECT COUNT(*) FROM items WHERE 1{kind_clause}", kind_args).fetchone()[
+                    0
+                ]
+            )
+            rows = c.execute(
+                f"SELECT rowid, {_ITEM_COLUMNS} FROM items WHERE rowid > ?{kind_clause}"
+                " ORDER BY rowid LIMIT ?",
+                [after_row, *kind_args, limit + 1],
+            ).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_row = int(rows[-1][0]) if more and rows else None
+        return [_record(r[1:]) for r in rows], total, next_row
+
     def items_not_of_version(self, model_version: str, limit: int | None) -> list[ItemRecord]:
         rows = self._reader().execute(
             f"SELECT {_ITEM_COLUMNS} FROM items WHERE model_version != ? ORDER BY rowid LIMIT ?",

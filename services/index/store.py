@@ -57,6 +57,7 @@ from services.index.item_checks import (
     checked_modalities,
     metadata_text,
 )
+from services.index.item_filter import ItemFilter
 from services.index.item_search import search_items
 from services.index.metadata import MetadataDB
 from services.index.records import (
@@ -434,6 +435,22 @@ class IndexStore:
             raise ValueError("offset and limit must be >= 0")
         return self._db.list_items(offset, limit, kind, None)
 
+    def items_after(
+        self, after_row: int = 0, limit: int = 50, kind: ItemKind | None = None
+    ) -> tuple[list[ItemRecord], int, int | None]:
+        """Keyset pagination: up to ``limit`` items after the row ``after_row`` (0: from the
+        start), oldest first; the total count; the row to continue after, or None at the
+        end. Unlike an offset, a page does not shift when earlier items are deleted."""
+        self._check_open()
+        if after_row < 0 or limit < 0:
+            raise ValueError("after_row and limit must be >= 0")
+        return self._db.items_after(after_row, limit, kind)
+
+    def row_of(self, item_id: str) -> int | None:
+        """The item's row (what ``items_after`` pages by), or None."""
+        self._check_open()
+        return self._db.row_of(item_id)
+
     def stale_items(self, limit: int | None = None) -> list[ItemRecord]:
         """Items stored by another model version: never searched, waiting for reindex."""
         self._check_open()
@@ -445,9 +462,11 @@ class IndexStore:
         target: Modality,
         k: int = 10,
         exclude_item: str | None = None,
+        item_filter: ItemFilter | None = None,
     ) -> list[SearchHit]:
         """The ``k`` items whose ``target`` windows best match ``query`` — (dim,) or (n, dim)
-        window vectors of this store's model — one hit per item, best first."""
+        window vectors of this store's model — one hit per item, best first; only items that
+        ``item_filter`` lets through."""
         self._check_open()
         if target not in MODALITIES:
             raise ValueError(f"target must be one of {MODALITIES}, got {target!r}")
@@ -456,7 +475,9 @@ class IndexStore:
         queries = unit_rows(query, self.spec.dim, "query")
         with self._index_lock.reading():
             self._check_open()
-            return search_items(self._indexes[target], self._db, queries, k, exclude_item)
+            return search_items(
+                self._indexes[target], self._db, queries, k, exclude_item, item_filter
+            )
 
     def search_by_item(
         self,
@@ -466,6 +487,7 @@ class IndexStore:
         target: Modality,
         k: int = 10,
         at: float | None = None,
+        item_filter: ItemFilter | None = None,
     ) -> list[SearchHit]:
         """Search with a stored item's ``query_modality`` windows (all of them, or the one at
         time ``at``), leaving the item itself out: e.g. query_modality="audio",
@@ -474,7 +496,7 @@ class IndexStore:
             queries = self.vectors_of(item_id, query_modality).vectors
         else:
             queries = self.vector_of(item_id, query_modality, at)
-        return self.search(queries, target, k, exclude_item=item_id)
+        return self.search(queries, target, k, exclude_item=item_id, item_filter=item_filter)
 
     def vectors_of(self, item_id: str, modality: Modality) -> WindowVectors:
         """All of an item's ``modality`` window vectors (unit rows) with their times."""

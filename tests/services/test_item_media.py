@@ -17,7 +17,7 @@ from PIL import Image
 
 from services.api.app import create_app
 from services.uploads import sanitised_name
-from tests.services.conftest import Media, frames, service_settings
+from tests.services.conftest import Media, SettingsFactory, frames, service_settings
 from tests.services.test_api import assert_error, results
 
 
@@ -141,3 +141,42 @@ def test_patch_merges_into_the_metadata_and_search_shows_it(
     missing = client.patch("/items/nope", content='{"metadata": {}}')
     assert_error(missing, 404, "not_found", "nope")
     assert client.get(f"/items/{video_id}").json()["metadata"] == second.json()["metadata"]
+
+
+def test_cursor_pages_do_not_shift_when_earlier_items_go(
+    make_settings: SettingsFactory, media: Media
+) -> None:
+    with TestClient(create_app(make_settings())) as client:
+        for path, kind in (
+            (media.wav, "audio"),
+            (media.short_video, "video"),
+            (media.silent_video, "video"),
+            (media.videos[0], "video"),
+            (media.videos[1], "audio"),
+        ):
+            post(client, kind, path, path.name)
+        everything = [i["id"] for i in client.get("/items").json()["items"]]
+        assert len(everything) == 5
+        first = client.get("/items", params={"limit": 2}).json()
+        assert [i["id"] for i in first["items"]] == everything[:2]
+        assert first["next_cursor"] is not None
+        # An earlier item goes: the cursor page still starts after the last one seen.
+        assert client.delete(f"/items/{everything[0]}").status_code == 204
+        second = client.get("/items", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+        assert [i["id"] for i in second["items"]] == everything[2:4]
+        assert second["total"] == 4
+        third = client.get("/items", params={"limit": 2, "cursor": second["next_cursor"]}).json()
+        assert [i["id"] for i in third["items"]] == everything[4:]
+        assert third["next_cursor"] is None
+        videos = client.get("/items", params={"kind": "video", "limit": 1}).json()
+        after = client.get(
+            "/items", params={"kind": "video", "limit": 5, "cursor": videos["next_cursor"]}
+        ).json()
+        assert [i["kind"] for i in after["items"]] == ["video", "video"]
+        assert after["next_cursor"] is None
+        for params, code in (
+            ({"cursor": "abc"}, "invalid_cursor"),
+            ({"cursor": "-1"}, "invalid_cursor"),
+            ({"cursor": "3", "offset": 1}, "invalid_request"),
+        ):
+            assert_error(client.get("/items", params=params), 422, code)

@@ -31,10 +31,36 @@ def list_items(
     offset: Offset = 0,
     limit: Limit = 50,
     kind: ItemKind | None = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=40,
+            description="continue after the page that answered this ``next_cursor`` "
+            "(instead of ``offset``: pages do not shift when items are deleted)",
+        ),
+    ] = None,
 ) -> ItemPage:
-    """A page of stored items, oldest first."""
-    records, total = store.list_items(offset, limit, kind)
-    return ItemPage(items=[ItemOut.of(r) for r in records], total=total, offset=offset, limit=limit)
+    """A page of stored items, oldest first, by ``offset`` or by ``cursor``; ``next_cursor``
+    continues after this page (null at the end)."""
+    if cursor is not None and offset:
+        raise ApiError(422, "invalid_request", "give 'cursor' or 'offset', not both")
+    if cursor is None:
+        records, total = store.list_items(offset, limit, kind)
+        last_row = store.row_of(records[-1].item_id) if records else None
+        more = offset + len(records) < total
+        next_cursor = str(last_row) if more and last_row is not None else None
+    else:
+        if not cursor.isdigit() or len(cursor) > 18:
+            raise ApiError(422, "invalid_cursor", "cursor: pass back a next_cursor unchanged")
+        records, total, next_row = store.items_after(int(cursor), limit, kind)
+        next_cursor = None if next_row is None else str(next_row)
+    return ItemPage(
+        items=[ItemOut.of(r) for r in records],
+        total=total,
+        offset=offset,
+        limit=limit,
+        next_cursor=next_cursor,
+    )
 
 
 @router.get("/items/{item_id}", response_model=ItemOut, responses=ERROR_RESPONSES)
