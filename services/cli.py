@@ -1,5 +1,5 @@
 """The service's ``avid`` commands, all registered here the same way: ``serve``, ``worker``,
-``reindex`` and ``demo``.
+``reindex``, ``demo`` and ``client`` (its parsers live in ``services.client.commands``).
 
 Registered in the ``avid.commands`` entry-point group as ``services.cli:register``. Each
 command's parser is built here; its work is imported when it runs (so ``avid --help`` does
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeAlias
 
 from avid_model.command_args import CommandError, positive_int
+from services.client.commands import register_client
 from services.settings import Settings, StartupError, settings_from_args
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -55,6 +56,7 @@ def register(subparsers: Subparsers) -> None:
     _register_worker(subparsers)
     _register_reindex(subparsers)
     _register_demo(subparsers)
+    register_client(subparsers)
 
 
 def add_server_options(p: argparse.ArgumentParser, *, log_level: str) -> None:
