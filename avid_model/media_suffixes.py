@@ -9,3 +9,7 @@ MEDIA_SUFFIXES = frozenset(
         ".3gp", ".wmv", ".wav", ".mp3", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac",
     }
 )  # fmt: skip
+
+# The suffixes of sound-only files (``/embed/batch`` and ``avid client ingest`` send these
+# to the audio endpoint when no kind is given).
+AUDIO_SUFFIXES = frozenset({".wav", ".mp3", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac"})

@@ -21,8 +21,9 @@ from typing import Any, Literal
 
 import httpx
 
+from avid_model.media_suffixes import AUDIO_SUFFIXES
+
 Modality = Literal["video", "audio"]
-AUDIO_SUFFIXES = frozenset({".wav", ".mp3", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac"})
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 

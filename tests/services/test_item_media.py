@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -180,3 +181,49 @@ def test_cursor_pages_do_not_shift_when_earlier_items_go(
             ({"cursor": "3", "offset": 1}, "invalid_request"),
         ):
             assert_error(client.get("/items", params=params), 422, code)
+
+
+def test_embed_batch_answers_each_file_on_its_own(
+    make_settings: SettingsFactory, media: Media
+) -> None:
+    settings = make_settings(sync_max_seconds=2.5)
+    with TestClient(create_app(settings)) as client:
+        parts = [
+            ("files", ("short.mp4", media.short_video.read_bytes(), "video/mp4")),
+            ("files", ("tone.wav", media.wav.read_bytes(), "application/octet-stream")),
+            ("files", ("notes.txt", media.text_file.read_bytes(), "text/plain")),
+            ("files", ("silent.mp4", media.silent_video.read_bytes(), "video/mp4")),
+            ("files", ("short-again.mp4", media.short_video.read_bytes(), "video/mp4")),
+        ]
+        response = client.post("/embed/batch", files=parts, data={"metadata": '{"b": 1}'})
+        assert response.status_code == 200, response.text
+        entries = response.json()["results"]
+        assert [e["index"] for e in entries] == [0, 1, 2, 3, 4]
+        assert [e["status"] for e in entries] == [200, 202, 422, 202, 200]
+        short, wav, text, silent, again = entries
+        assert short["result"]["kind"] == "video"
+        assert again["result"]["id"] == short["result"]["id"]  # the same bytes: one item
+        assert text["error"]["code"] == "unreadable"
+        assert "notes.txt" in text["error"]["message"]
+        assert text["result"] is None
+        for job in (wav, silent):
+            state = None
+            for _ in range(200):
+                state = client.get(job["job"]["status_url"]).json()
+                if state["state"] in ("done", "failed"):
+                    break
+                time.sleep(0.05)
+            assert state is not None
+            assert state["state"] == "done", state
+        wav_item = client.get(
+            f"/items/{client.get(wav['job']['status_url']).json()['result']['id']}"
+        )
+        assert wav_item.json()["kind"] == "audio"  # by its suffix
+        assert wav_item.json()["metadata"] == {"b": 1}
+        assert client.get("/items").json()["total"] == 3
+        bad_meta = client.post("/embed/batch", files=parts[:1], data={"metadata": "[1]"})
+        assert_error(bad_meta, 422, "invalid_metadata")
+        as_audio = client.post("/embed/batch", files=parts[3:4], data={"kind": "audio"})
+        assert as_audio.json()["results"][0]["error"]["code"] == "no_stream"
+        none = client.post("/embed/batch", data={"kind": "video"})
+        assert_error(none, 422, "invalid_request", "files")
