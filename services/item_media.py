@@ -1,7 +1,8 @@
-"""An item's kept file, for people: the file itself (to play it) and a poster frame (JPEG).
+"""An item's kept file, for people: the file itself (to play it) and a picture of it (JPEG).
 
 Framework-free: ``kept_file`` finds the upload kept as ``media/<sha256><ext>``; ``poster_jpeg``
-decodes one picture near a time with PyAV and encodes it as a JPEG (Pillow), scaled down.
+decodes one picture near a time with PyAV and encodes it as a JPEG (Pillow), scaled down;
+``waveform_jpeg`` draws a sound's waveform (its peaks per pixel column).
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import numpy as np
+from PIL import Image, ImageDraw
 
 from avid_model.errors import CorruptMediaError
+from avid_model.media import decode_audio
 from services.errors import NotFound
 from services.index import IndexStore, ItemNotFound, ItemRecord
 from services.media_files import content_hash_of
@@ -90,6 +94,34 @@ def _poster(path: Path, at: float, max_side: int) -> bytes:
         scale = min(1.0, max_side / max(chosen.width, chosen.height))
         width, height = max(1, round(chosen.width * scale)), max(1, round(chosen.height * scale))
         image = chosen.to_image(width=width, height=height)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+WAVEFORM_SIZE = (320, 120)
+WAVEFORM_RATE = 8000
+_BACKGROUND = (250, 250, 250)
+_INK = (43, 108, 176)
+
+
+def waveform_jpeg(path: Path, size: tuple[int, int] = WAVEFORM_SIZE) -> bytes:
+    """A JPEG of the file's sound: for each pixel column, a bar from the lowest to the
+    highest sample of its stretch of time (full height = full scale)."""
+    width, height = size
+    samples = decode_audio(path, sample_rate=WAVEFORM_RATE).numpy()
+    image = Image.new("RGB", size, _BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    middle = (height - 1) / 2
+    if samples.size:
+        columns = np.array_split(np.clip(samples, -1.0, 1.0), width)
+        for x, column in enumerate(columns):
+            if column.size == 0:
+                continue
+            top = middle - float(column.max()) * middle
+            bottom = middle - float(column.min()) * middle
+            draw.line([(x, round(top)), (x, round(bottom))], fill=_INK)
+    draw.line([(0, round(middle)), (width - 1, round(middle))], fill=_INK)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
     return buffer.getvalue()

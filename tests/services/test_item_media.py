@@ -96,7 +96,7 @@ def test_media_is_the_kept_file_with_range_support(
     assert_error(client.get("/items/nope/media"), 404, "not_found", "nope")
 
 
-def test_poster_is_a_jpeg_of_the_picture_at_the_time(
+def test_poster_is_a_jpeg_of_the_picture_at_the_time_or_of_the_waveform(
     client: TestClient, video_id: str, wav_id: str
 ) -> None:
     response = client.get(f"/items/{video_id}/poster", params={"at": 1.5})
@@ -113,7 +113,16 @@ def test_poster_is_a_jpeg_of_the_picture_at_the_time(
         Image.open(io.BytesIO(client.get(f"/items/{video_id}/poster").content)), dtype=float
     )
     assert np.abs(other - frames(3, 1)[24].astype(float)).mean() < 40  # the middle: 1.5 s too
-    assert_error(client.get(f"/items/{wav_id}/poster"), 404, "no_video", "sound")
+    # A sound's picture is its waveform: media.wav is a steady tone at 0.4 of full scale.
+    wave = Image.open(io.BytesIO(client.get(f"/items/{wav_id}/poster").content)).convert("L")
+    assert wave.size == (320, 120)
+    pixels = np.asarray(wave, dtype=float)
+    inked = pixels[:, 10:310] < 180  # bars are dark blue on a near-white background
+    rows = np.flatnonzero(inked.mean(axis=1) > 0.9)
+    assert rows.min() == pytest.approx(60 - 0.4 * 60, abs=4)
+    assert rows.max() == pytest.approx(60 + 0.4 * 60, abs=4)
+    assert not inked[:15].any()
+    assert not inked[-15:].any()
     assert_error(client.get(f"/items/{video_id}/poster", params={"at": -1}), 422, "invalid_request")
     assert_error(client.get("/items/nope/poster"), 404, "not_found")
 

@@ -93,14 +93,16 @@ def test_upload_browse_search_play_at_the_window_and_delete(
     done = page.locator("#uploads li[data-state=done]")
     expect(done).to_have_count(4, timeout=60_000)
     expect(page.locator("#uploads progress")).to_have_count(4)
-    # Browse: the items with their names, a poster for each video (a decoded JPEG).
+    # Browse: the items with their names, a poster for each video and a waveform for the
+    # sound (decoded JPEGs).
     cards = page.locator("#items li.item")
     expect(cards).to_have_count(4)
     expect(page.locator("#items")).to_contain_text("video_1.mp4")
     expect(page.locator("#items")).to_contain_text("tone.wav")
     posters = page.locator("#items img")
-    expect(posters).to_have_count(3)
-    for i in range(3):
+    expect(posters).to_have_count(4)
+    expect(page.get_by_role("img", name="The waveform of tone.wav")).to_be_visible()
+    for i in range(4):
         posters.nth(i).scroll_into_view_if_needed()
         page.wait_for_function(
             "img => img.complete && img.naturalWidth > 0", arg=posters.nth(i).element_handle()
@@ -145,6 +147,10 @@ def test_upload_browse_search_play_at_the_window_and_delete(
     page.get_by_role("button", name="Search", exact=True).click()
     expect(results).to_have_count(4)
     expect(page.locator("#results audio")).to_have_count(1)
+    page.get_by_label("Sounds from").select_option(label="sound files only")
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(results).to_have_count(1)
+    expect(results).to_contain_text("tone.wav")
     # Delete the sound from the browse grid.
     wav_card = cards.filter(has_text="tone.wav")
     wav_card.get_by_role("button", name="Delete tone.wav").click()

@@ -152,12 +152,13 @@ def item_media_file(item_id: str, store: StoreDep, settings: SettingsDep) -> Fil
 def item_poster(
     item_id: str, store: StoreDep, settings: SettingsDep, at: PosterAt = None
 ) -> Response:
-    """A JPEG picture of a video item (at most 320 px on its longer side) at ``at`` seconds
-    (default: the middle); 404 ``no_video`` for an audio item."""
+    """A JPEG picture: of a video item, its frame at ``at`` seconds (default: the middle; at
+    most 320 px on its longer side); of an audio item, its waveform (320x120)."""
     kept = item_media.kept_file(store, settings.media_dir, item_id)
-    if kept.record.kind != "video":
-        raise ApiError(404, "no_video", f"item {item_id!r} is a sound: it has no pictures")
-    when = kept.record.duration / 2 if at is None else min(at, kept.record.duration)
-    jpeg = item_media.poster_jpeg(kept.path, when)
+    if kept.record.kind == "audio":
+        jpeg = item_media.waveform_jpeg(kept.path)
+    else:
+        when = kept.record.duration / 2 if at is None else min(at, kept.record.duration)
+        jpeg = item_media.poster_jpeg(kept.path, when)
     headers = {"Cache-Control": "private, max-age=3600"}
     return Response(jpeg, media_type="image/jpeg", headers=headers)

@@ -213,6 +213,7 @@ $("search-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   showError(null);
   const form = new FormData(event.target);
+  if (form.get("target") !== "audio" || !form.get("item_kind")) form.delete("item_kind");
   const list = $("results");
   list.replaceChildren();
   releaseObjectUrls();
@@ -273,20 +274,21 @@ async function browse(offset) {
     const facts = document.createElement("div");
     const size = item.size_bytes ? ` · ${(item.size_bytes / 1024).toFixed(0)} KiB` : "";
     facts.textContent = `${item.kind} · ${seconds(item.duration)}${size}`;
-    let picture;
+    const pictures = [];
     try {
-      if (item.kind === "video") {
-        picture = document.createElement("img");
-        picture.alt = `A picture from ${item.file_name || item.id}`;
-        picture.src = await mediaUrl(`/items/${encodeURIComponent(item.id)}/poster`);
-      } else {
-        picture = await player(item.id, "audio");
-      }
+      const picture = document.createElement("img");
+      picture.alt = item.kind === "video"
+        ? `A picture from ${item.file_name || item.id}`
+        : `The waveform of ${item.file_name || item.id}`;
+      picture.src = await mediaUrl(`/items/${encodeURIComponent(item.id)}/poster`);
+      pictures.push(picture);
+      if (item.kind === "audio") pictures.push(await player(item.id, "audio"));
     } catch (error) {
-      picture = document.createElement("p");
-      picture.textContent = `(${error.message})`;
+      const note = document.createElement("p");
+      note.textContent = `(${error.message})`;
+      pictures.push(note);
     }
-    card.append(picture, name, facts, metadataBlock(item.metadata));
+    card.append(...pictures, name, facts, metadataBlock(item.metadata));
     if (access === "write") {
       const remove = document.createElement("button");
       remove.type = "button";
