@@ -1,5 +1,6 @@
 """Limits enforced on the raw request, before FastAPI parses a multipart body (it does so
-before any dependency runs): the API key (401), the body size (413) — announced by
+before any dependency runs): the API key (401; 403 for the read-only key on ``/embed/*`` and
+``PATCH``, before its upload is read), the body size (413) — announced by
 ``Content-Length`` (refused before reading) or counted while it streams (chunked uploads) —
 and a body that stalls (408): no new bytes for ``body_timeout_s`` cut the request off, so a
 slow or stuck client cannot hold a worker thread and a half-written upload forever."""
@@ -12,12 +13,18 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.api.auth import access_of
+from services.api.auth import access_of, require_write
 from services.api.errors import ApiError, error_response
 from services.api.state import ServiceState
 
 MULTIPART_OVERHEAD = 1 << 20  # bytes allowed on top of the file for the form's other parts
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _writes(scope: Scope) -> bool:
+    """Whether the request stores or changes something (the full key's business)."""
+    path: str = scope.get("path", "")
+    return path.startswith("/embed/") or scope.get("method") == "PATCH"
 
 
 def _too_large(max_upload_bytes: int, what: str) -> str:
@@ -39,7 +46,9 @@ class RequestGuardMiddleware:
         limit = settings.max_upload_bytes + MULTIPART_OVERHEAD
         headers = Headers(scope=scope)
         try:
-            access_of(settings, headers.get("authorization"), headers.get("x-api-key"))
+            access = access_of(settings, headers.get("authorization"), headers.get("x-api-key"))
+            if access == "read" and _writes(scope):
+                require_write(access)  # 403 before a read-only key's upload is read
             length = headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > limit:
                 message = _too_large(settings.max_upload_bytes, f"request body of {length} bytes")

@@ -55,6 +55,9 @@ def test_the_read_only_key_searches_and_reads_but_never_writes(
             ]
             for response in refused:
                 assert_error(response, 403, "forbidden", "read-only")
+        # Refused before the body is read: an upload over the size limit is a 403, not a 413.
+        huge = {"X-API-Key": READ, "Content-Length": str(10**12), "Content-Type": "video/mp4"}
+        assert_error(client.post("/embed/video", headers=huge), 403, "forbidden")
         assert client.get("/items", headers=full).json()["total"] == 1
         info = client.get("/info", headers=full).json()
         assert info["access"] == "write"
