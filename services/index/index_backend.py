@@ -83,4 +83,3 @@ class FaissBackend(IndexBackend):
         self, path: Path, identity: SnapshotIdentity, max_row_id: int, payload: Any
     ) -> None:
         save_snapshot(path, identity, max_row_id, payload)
-
