@@ -20,6 +20,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from avid_model.checkpoint import DEFAULT_CHECKPOINT
 from avid_model.command_args import CommandError
 from services.index import IndexType
+from services.index.backend_choice import make_backend
+from services.index.index_backend import IndexBackend, IndexBackendName
+from services.index.milvus_uri import check_milvus_uri
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,6 +94,16 @@ class Settings(BaseSettings):
     )
     job_workers: int = Field(default=2, ge=1, description="threads running background jobs")
     index_type: IndexType = "flat"
+    index_backend: IndexBackendName = Field(
+        default="faiss",
+        description="faiss: in-process FAISS snapshotted under the data dir (default); "
+        "milvus: a Milvus collection per modality at AVID_MILVUS_URI",
+    )
+    milvus_uri: str | None = Field(
+        default=None,
+        description="a local *.db file runs Milvus Lite embedded, an http(s):// URL a Milvus "
+        "server; None: <data_dir>/index/milvus.db",
+    )
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = Field(
@@ -102,7 +115,14 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="item changes between FAISS snapshots (None: on close only)"
     )
 
-    @field_validator("api_key", "read_api_key", "broker_url", "result_backend", mode="before")
+    @field_validator("milvus_uri")
+    @classmethod
+    def _milvus_uri_shape(cls, value: str | None) -> str | None:
+        return None if value is None else check_milvus_uri(value)
+
+    @field_validator(
+        "api_key", "read_api_key", "broker_url", "result_backend", "milvus_uri", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -134,6 +154,11 @@ class Settings(BaseSettings):
             )
             raise StartupError(f"no model checkpoint at {path}; {how}")
         return path
+
+    def index_backend_of(self) -> IndexBackend:
+        """The index store's backend as these settings choose it."""
+        uri = self.milvus_uri or str(self.index_dir / "milvus.db")
+        return make_backend(self.index_backend, uri)
 
     @property
     def media_dir(self) -> Path:

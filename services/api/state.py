@@ -94,6 +94,7 @@ def start_services(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
             model_version=backend.model_version,
             index_type=settings.index_type,
             snapshots=snapshots,
+            backend=settings.index_backend_of(),
         )
     except BaseException:
         backend.close()

@@ -17,7 +17,7 @@ concurrent searches never touch shared state.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,76 +28,36 @@ import numpy.typing as npt
 
 from services.index.index_settings import IndexSpec
 from services.index.records import FloatArray, IdArray
+from services.index.vector_index import EMPTY_IDS, ModalityIndex, check_ids, empty_result
 
 # faiss-cpu ships partial stubs (no SearchParametersHNSW or DirectMap, remove_ids typed as
 # IDSelector-only although the wrapper takes an id array): use the module untyped.
 faiss: Any = _faiss_module
 
-EMPTY_IDS: IdArray = np.zeros(0, dtype=np.int64)
 
-
-class ModalityIndex(ABC):
-    """Vectors keyed by int64 ids: add, remove, top-k inner-product search, (de)serialise."""
-
-    def __init__(self, spec: IndexSpec) -> None:
-        self.spec = spec
-
-    @property
-    @abstractmethod
-    def mode(self) -> str:
-        """What answers searches now: "flat", "hnsw", "ivf" or "ivf-untrained (exact)"."""
-
-    @property
-    @abstractmethod
-    def live_count(self) -> int:
-        """Vectors that searches can return."""
+class FaissIndex(ModalityIndex):
+    """A ``ModalityIndex`` in FAISS: adds and searches on a chosen number of OpenMP threads,
+    and (de)serialisable for snapshots."""
 
     def add(self, ids: IdArray, vectors: FloatArray) -> None:
-        """Add unit ``vectors`` (n, dim) under new, unique ``ids`` (n,).
-
-        Small batches (one item's windows) run on one OpenMP thread: on a busy 2-core host,
+        """Small batches (one item's windows) run on one OpenMP thread: on a busy 2-core host,
         OpenMP's thread team made a 400-vector HNSW add ~10x slower than one thread did."""
-        _check_ids(ids, vectors, self.spec.dim)
+        check_ids(ids, vectors, self.spec.dim)
         if len(ids):
             with omp_threads(threads_for(len(ids))):
                 self._add(ids, vectors)
 
-    @abstractmethod
-    def _add(self, ids: IdArray, vectors: FloatArray) -> None: ...
-
-    @abstractmethod
-    def remove(self, ids: IdArray) -> None:
-        """Remove ``ids``; each must currently be in the index."""
-
     def search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
-        """(scores, ids), each (n_queries, k'), best first; k' <= k, missing slots have id -1.
-
-        Runs on ``spec.search_threads`` OpenMP threads (this calling thread only)."""
+        """Runs on ``spec.search_threads`` OpenMP threads (this calling thread only)."""
         with omp_threads(self.spec.search_threads):
             return self._search(queries, k)
-
-    @abstractmethod
-    def _search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]: ...
-
-    @abstractmethod
-    def ids(self) -> IdArray:
-        """Every live id, in no particular order."""
 
     @abstractmethod
     def to_bytes(self) -> tuple[npt.NDArray[np.uint8], IdArray]:
         """(the serialised FAISS index, the deleted-but-still-stored ids)."""
 
-    def needs_compaction(self) -> bool:
-        """Whether enough deleted vectors linger (HNSW) to be worth ``compacted()``."""
-        return False
-
-    def compacted(self) -> ModalityIndex:
-        """A copy without the vectors kept only as deleted ids (HNSW), or ``self``. Reads
-        ``self`` only, so searches may go on while it builds."""
+    def compacted(self) -> FaissIndex:
         return self
-
-    def stats(self) -> dict[str, Any]:
-        return {"mode": self.mode, "vectors": self.live_count}
 
 
 # FAISS's default OpenMP thread count, read once at import (before anything changes it).
@@ -126,18 +86,7 @@ def omp_threads(n: int | None) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
-def _check_ids(ids: IdArray, vectors: FloatArray, dim: int) -> None:
-    if vectors.ndim != 2 or vectors.shape[1] != dim or ids.shape != (vectors.shape[0],):
-        raise ValueError(
-            f"expected ids (n,) and vectors (n, {dim}); got {ids.shape}, {vectors.shape}"
-        )
-
-
-def _empty_result(n_queries: int) -> tuple[FloatArray, IdArray]:
-    return np.zeros((n_queries, 0), dtype=np.float32), np.zeros((n_queries, 0), dtype=np.int64)
-
-
-class FlatIndex(ModalityIndex):
+class FlatIndex(FaissIndex):
     """Exact inner-product search over every vector."""
 
     def __init__(self, spec: IndexSpec, index: Any | None = None) -> None:
@@ -162,7 +111,7 @@ class FlatIndex(ModalityIndex):
     def _search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
         k = min(k, self.live_count)
         if k <= 0:
-            return _empty_result(queries.shape[0])
+            return empty_result(queries.shape[0])
         scores, ids = self.index.search(queries, k)
         return scores, ids
 
@@ -180,7 +129,7 @@ class FlatIndex(ModalityIndex):
         return faiss.serialize_index(self.index), EMPTY_IDS
 
 
-class HNSWIndex(ModalityIndex):
+class HNSWIndex(FaissIndex):
     """Approximate search on an HNSW graph; deletes are tombstones until ``compacted()``."""
 
     def __init__(
@@ -230,7 +179,7 @@ class HNSWIndex(ModalityIndex):
     def _search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
         k = min(k, self.live_count)
         if k <= 0:
-            return _empty_result(queries.shape[0])
+            return empty_result(queries.shape[0])
         params = faiss.SearchParametersHNSW(efSearch=max(self.spec.hnsw.ef_search, k))
         if self._selector is not None:
             params.sel = self._selector
@@ -248,7 +197,7 @@ class HNSWIndex(ModalityIndex):
         fraction = self.spec.hnsw.rebuild_deleted_fraction
         return total > 0 and len(self._deleted) > fraction * total
 
-    def compacted(self) -> ModalityIndex:
+    def compacted(self) -> FaissIndex:
         if not self._deleted:
             return self
         all_ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
@@ -267,7 +216,7 @@ class HNSWIndex(ModalityIndex):
         return {**super().stats(), "deleted_pending": len(self._deleted)}
 
 
-class IVFIndex(ModalityIndex):
+class IVFIndex(FaissIndex):
     """Exact until enough vectors exist to train the coarse quantizer, then IVF-Flat."""
 
     def __init__(self, spec: IndexSpec, index: Any | None = None) -> None:
@@ -333,7 +282,7 @@ class IVFIndex(ModalityIndex):
             return self._exact._search(queries, k)
         k = min(k, self.live_count)
         if k <= 0:
-            return _empty_result(queries.shape[0])
+            return empty_result(queries.shape[0])
         params = faiss.SearchParametersIVF(nprobe=self.spec.ivf.nprobe)
         scores, ids = self.ivf.search(queries, k, params=params)
         return scores, ids
@@ -357,7 +306,7 @@ class IVFIndex(ModalityIndex):
         return faiss.serialize_index(self.ivf), EMPTY_IDS
 
 
-def new_index(spec: IndexSpec) -> ModalityIndex:
+def new_index(spec: IndexSpec) -> FaissIndex:
     """An empty index of ``spec.index_type``."""
     if spec.index_type == "hnsw":
         return HNSWIndex(spec)
@@ -366,9 +315,7 @@ def new_index(spec: IndexSpec) -> ModalityIndex:
     return FlatIndex(spec)
 
 
-def index_from_bytes(
-    spec: IndexSpec, data: npt.NDArray[np.uint8], deleted: IdArray
-) -> ModalityIndex:
+def index_from_bytes(spec: IndexSpec, data: npt.NDArray[np.uint8], deleted: IdArray) -> FaissIndex:
     """Rebuild an index from ``ModalityIndex.to_bytes()`` output; raises ``ValueError`` if the
     bytes do not hold the kind of index ``spec`` asks for."""
     index = faiss.deserialize_index(np.ascontiguousarray(data, dtype=np.uint8))

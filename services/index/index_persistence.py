@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from services.index.faiss_index import ModalityIndex, index_from_bytes, new_index
+from services.index.faiss_index import FaissIndex, index_from_bytes, new_index
 from services.index.index_settings import IndexSpec
 from services.index.metadata import MetadataDB
 from services.index.records import IdArray, Modality
 from services.index.snapshot_file import SnapshotCorrupt, read_snapshot, write_snapshot
+from services.index.vector_index import ModalityIndex
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class SnapshotIdentity:
 @dataclass(frozen=True)
 class Restored:
     index: ModalityIndex
-    how: str  # "snapshot" or "rebuilt"
+    how: str  # "snapshot" or "rebuilt" (FAISS); "reconciled" (Milvus)
     detail: str
     replayed: int  # vectors added or removed on top of the snapshot
     snapshot_time: float | None
@@ -67,7 +68,7 @@ class Restored:
 
 def build_from_db(
     db: MetadataDB, spec: IndexSpec, model_version: str, modality: Modality
-) -> ModalityIndex:
+) -> FaissIndex:
     """A new index holding every ``modality`` vector of ``model_version`` in SQLite."""
     index = new_index(spec)
     for ids, vectors in db.vectors_after(modality, model_version, 0):
@@ -117,7 +118,7 @@ def restore_index(db: MetadataDB, identity: SnapshotIdentity, path: Path) -> Res
 
 def _unusable_reason(
     db: MetadataDB, identity: SnapshotIdentity, path: Path
-) -> str | tuple[ModalityIndex, dict[str, Any]]:
+) -> str | tuple[FaissIndex, dict[str, Any]]:
     try:
         data = read_snapshot(path)
     except (SnapshotCorrupt, OSError) as exc:

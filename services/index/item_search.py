@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.index.faiss_index import ModalityIndex
 from services.index.item_filter import ItemFilter
 from services.index.metadata import MetadataDB, WindowRef
 from services.index.records import FloatArray, SearchHit
+from services.index.vector_index import ModalityIndex
 
 _FIRST_FETCH_FACTOR = 4
 _GROWTH = 4

@@ -321,7 +321,21 @@ class MetadataDB:
         new_ids = self._insert_windows(tx, item_id, model_version, windows)
         return [(int(r[0]), r[1], r[2]) for r in old], new_ids
 
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a store-wide setting (e.g. how a backend built its index)."""
+        with self.write_transaction() as tx:
+            tx.execute(
+                "INSERT INTO store_meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
     # -- reads ---------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._reader().execute("SELECT value FROM store_meta WHERE key = ?", (key,))
+        found = row.fetchone()
+        return None if found is None else str(found[0])
 
     def get(self, item_id: str, conn: sqlite3.Connection | None = None) -> ItemRecord | None:
         c = conn or self._reader()

@@ -36,14 +36,8 @@ from services.index.errors import (
     ItemNotFound,
     WindowNotFound,
 )
-from services.index.faiss_index import ModalityIndex
-from services.index.index_persistence import (
-    Restored,
-    SnapshotIdentity,
-    build_from_db,
-    restore_index,
-    save_snapshot,
-)
+from services.index.index_backend import FaissBackend, IndexBackend
+from services.index.index_persistence import Restored, SnapshotIdentity
 from services.index.index_settings import (
     HNSWParams,
     IndexSpec,
@@ -74,6 +68,7 @@ from services.index.records import (
 from services.index.rw_lock import ReadWriteLock
 from services.index.snapshot_file import remove_stale_temporaries
 from services.index.vector_checks import item_vector, unit_rows
+from services.index.vector_index import ModalityIndex
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +92,10 @@ class IndexStore:
         hnsw: HNSWParams | None = None,
         ivf: IVFParams | None = None,
         snapshots: SnapshotPolicy | None = None,
+        backend: IndexBackend | None = None,
     ) -> None:
+        """``backend``: where the vector indexes live (default: FAISS in process, snapshotted
+        under ``data_dir``; ``MilvusBackend`` for Milvus). The store closes it."""
         if not model_version:
             raise ValueError("model_version must be a non-empty string")
         self.data_dir = Path(data_dir)
@@ -105,7 +103,12 @@ class IndexStore:
         self.spec = IndexSpec(index_type, dim, hnsw or HNSWParams(), ivf or IVFParams())
         self.snapshot_policy = snapshots or SnapshotPolicy()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._dir_lock = DataDirLock(self.data_dir / "LOCK")
+        self._backend = backend or FaissBackend()
+        try:
+            self._dir_lock = DataDirLock(self.data_dir / "LOCK")
+        except BaseException:
+            self._backend.close()
+            raise
         self._closed = True
         try:
             self._db = MetadataDB(self.data_dir / "items.sqlite3", dim)
@@ -116,7 +119,7 @@ class IndexStore:
             self._index_lock = ReadWriteLock()
             self._snapshot_lock = threading.Lock()
             self.restored: dict[Modality, Restored] = {
-                m: restore_index(self._db, self._identity(m), self._snapshot_path(m))
+                m: self._backend.restore(self._db, self._identity(m), self._snapshot_path(m))
                 for m in MODALITIES
             }
             self._indexes: dict[Modality, ModalityIndex] = {
@@ -135,6 +138,7 @@ class IndexStore:
             else:
                 self._maybe_snapshot()
         except BaseException:
+            self._backend.close()
             self._dir_lock.release()
             raise
 
@@ -163,6 +167,7 @@ class IndexStore:
             with self._write_lock, self._index_lock.writing():
                 self._closed = True
                 self._db.close()
+                self._backend.close()
             self._dir_lock.release()
 
     def _check_open(self) -> None:
@@ -319,7 +324,7 @@ class IndexStore:
         self._check_open()
         with self._write_lock:
             for m in (modality,) if modality else MODALITIES:
-                fresh = build_from_db(self._db, self.spec, self.model_version, m)
+                fresh = self._backend.build(self._db, self.spec, self.model_version, m)
                 with self._index_lock.writing():
                     self._indexes[m] = fresh
             self._changes_since_snapshot += 1
@@ -353,7 +358,7 @@ class IndexStore:
             except Exception:
                 # SQLite already holds the change; bring FAISS back in line with it.
                 log.exception("%s index update failed; rebuilding it from SQLite", modality)
-                index = build_from_db(self._db, self.spec, self.model_version, modality)
+                index = self._backend.build(self._db, self.spec, self.model_version, modality)
                 with self._index_lock.writing():
                     self._indexes[modality] = index
             if index.needs_compaction():
@@ -391,13 +396,13 @@ class IndexStore:
         and the row id agree, then write the files with writers free to go on."""
         with self._write_lock:
             max_row_id = self._db.max_row_id()
-            payloads = {m: self._indexes[m].to_bytes() for m in MODALITIES}
+            payloads = {m: self._backend.snapshot_payload(self._indexes[m]) for m in MODALITIES}
             pending, self._changes_since_snapshot = self._changes_since_snapshot, 0
             taken_at, taken_mono = time.time(), time.monotonic()
         try:
             for m in MODALITIES:
                 path, identity = self._snapshot_path(m), self._identity(m)
-                save_snapshot(path, identity, max_row_id, payloads[m])
+                self._backend.save_snapshot(path, identity, max_row_id, payloads[m])
         except BaseException:
             with self._write_lock:
                 self._changes_since_snapshot += max(pending, 1)
@@ -539,6 +544,7 @@ class IndexStore:
         current = self._db.count_items(self.model_version)
         return {
             "model_version": self.model_version,
+            "index_backend": self._backend.name,
             "index_type": self.spec.index_type,
             "dim": self.spec.dim,
             "items": current,

@@ -167,6 +167,7 @@ def _open_store(settings: Settings, model_version: str, dim: int) -> Iterator[In
             index_type=settings.index_type,
             dim=dim,
             snapshots=SnapshotPolicy(every_changes=settings.snapshot_every),
+            backend=settings.index_backend_of(),
         )
     except StoreLocked as exc:
         raise ReindexError(

@@ -266,8 +266,12 @@ def test_size_and_duration_limits_are_413(make_settings: SettingsFactory, media:
 # ----------------------------------------------------------------------------- the scenario
 
 
-def test_full_scenario_search_delete_restart(make_settings: SettingsFactory, media: Media) -> None:
-    settings = make_settings()
+@pytest.mark.parametrize("index_backend", ["faiss", "milvus"])
+def test_full_scenario_search_delete_restart(
+    make_settings: SettingsFactory, media: Media, index_backend: str
+) -> None:
+    """The whole service on each index backend (Milvus: Milvus Lite in the data dir)."""
+    settings = make_settings(index_backend=index_backend)
     with TestClient(create_app(settings)) as client:
         videos = [
             embed(client, "video", path, metadata={"n": i})["id"]
@@ -309,6 +313,7 @@ def test_full_scenario_search_delete_restart(make_settings: SettingsFactory, med
         assert total(client) == 3
         assert results(client.get("/search", params={"audio": sound})) == after_delete
         assert results(client.get("/search", params={"video": videos[0]})) == by_video
+    assert (settings.index_dir / "milvus.db").exists() == (index_backend == "milvus")
 
 
 def test_long_file_becomes_a_background_job(make_settings: SettingsFactory, media: Media) -> None:

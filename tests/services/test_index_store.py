@@ -1,6 +1,9 @@
-"""IndexStore against real FAISS and real SQLite files: search answers, deletes, restarts,
-snapshots, model versions, idempotency and input checks. (Crash safety under kill -9 lives in
-test_index_store_durability.py.)"""
+"""IndexStore against real SQLite files and each real vector backend: FAISS in process and
+Milvus (Milvus Lite, embedded, on a file in the test's directory). Search answers, deletes,
+restarts, model versions, idempotency and input checks run on both (``open_store`` is
+parametrized over the backends: the same test, the same expected answers); FAISS snapshots
+and HNSW compaction, and Milvus's reconciliation with SQLite, have tests of their own.
+(Crash safety under kill -9 lives in test_index_store_durability.py.)"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -29,6 +32,8 @@ from services.index import (
     WindowNotFound,
     WindowVectors,
 )
+from services.index.backend_choice import make_backend
+from services.index.index_backend import INDEX_BACKENDS, IndexBackendName
 from services.index.index_settings import INDEX_TYPES, IndexType
 from tests.services.index_store_helpers import VERSION, make_item, near, unit, windows
 
@@ -40,18 +45,52 @@ OpenStore = Callable[..., IndexStore]
 Stored = list[tuple[ItemRecord, NewItem]]
 
 
-@pytest.fixture
-def open_store(tmp_path: Path) -> Iterator[OpenStore]:
+# How a reopened store finds its index again when nothing changed in between.
+REOPENED = {"faiss": "snapshot", "milvus": "reconciled"}
+
+
+def store_opener(tmp_path: Path, backend_name: IndexBackendName) -> tuple[OpenStore, list]:
     opened: list[IndexStore] = []
 
     def _open(index_type: IndexType = "flat", name: str = "store", **kwargs: Any) -> IndexStore:
         kwargs.setdefault("model_version", VERSION)
         kwargs.setdefault("ivf", SMALL_IVF)
+        milvus_uri = str(tmp_path / f"{name}-milvus" / "milvus.db")
+        kwargs.setdefault("backend", make_backend(backend_name, milvus_uri))
         store = IndexStore(tmp_path / name, index_type=index_type, **kwargs)
         opened.append(store)
         return store
 
-    yield _open
+    return _open, opened
+
+
+@pytest.fixture(params=INDEX_BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> IndexBackendName:
+    return cast(IndexBackendName, request.param)
+
+
+@pytest.fixture
+def open_store(tmp_path: Path, backend_name: IndexBackendName) -> Iterator[OpenStore]:
+    """Opens stores on ``backend_name`` (every backend in turn); closes them after the test."""
+    opener, opened = store_opener(tmp_path, backend_name)
+    yield opener
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def open_faiss_store(tmp_path: Path) -> Iterator[OpenStore]:
+    """``open_store`` for the tests of FAISS's own machinery (snapshots, compaction)."""
+    opener, opened = store_opener(tmp_path, "faiss")
+    yield opener
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def open_milvus_store(tmp_path: Path) -> Iterator[OpenStore]:
+    opener, opened = store_opener(tmp_path, "milvus")
+    yield opener
     for store in opened:
         store.close()
 
@@ -176,7 +215,9 @@ def test_delete_removes_from_results_get_and_list(
 
 
 @pytest.mark.parametrize("index_type", INDEX_TYPES)
-def test_restart_gives_identical_results(open_store: OpenStore, index_type: IndexType) -> None:
+def test_restart_gives_identical_results(
+    open_store: OpenStore, index_type: IndexType, backend_name: IndexBackendName
+) -> None:
     rng = np.random.default_rng(6)
     store = open_store(index_type)
     items = populate(store, rng, 100)
@@ -186,7 +227,7 @@ def test_restart_gives_identical_results(open_store: OpenStore, index_type: Inde
     store.close()
 
     reopened = open_store(index_type)
-    assert reopened.restored["video"].how == "snapshot"
+    assert reopened.restored["video"].how == REOPENED[backend_name]
     assert reopened.restored["video"].replayed == 0
     assert ranked(reopened, queries) == before
     assert reopened.count("video") == 99 * 4
@@ -194,11 +235,11 @@ def test_restart_gives_identical_results(open_store: OpenStore, index_type: Inde
 
 @pytest.mark.parametrize("index_type", INDEX_TYPES)
 def test_rows_written_after_the_snapshot_are_replayed(
-    open_store: OpenStore, index_type: IndexType
+    open_faiss_store: OpenStore, index_type: IndexType
 ) -> None:
     rng = np.random.default_rng(7)
     manual = SnapshotPolicy(every_changes=None, every_seconds=None)
-    store = open_store(index_type, snapshots=manual)
+    store = open_faiss_store(index_type, snapshots=manual)
     first = populate(store, rng, 90)
     store.snapshot()
     later = populate(store, rng, 10, prefix="later")
@@ -206,7 +247,7 @@ def test_rows_written_after_the_snapshot_are_replayed(
     store.delete(gone)
     store.close(snapshot=False)  # as if the process died: the snapshot predates 11 changes
 
-    reopened = open_store(index_type, snapshots=manual)
+    reopened = open_faiss_store(index_type, snapshots=manual)
     restored = reopened.restored["video"]
     assert restored.how == "snapshot"
     assert restored.replayed == 10 * 4 + 4
@@ -217,10 +258,10 @@ def test_rows_written_after_the_snapshot_are_replayed(
 
 
 def test_a_corrupt_snapshot_is_ignored_and_rebuilt_from_sqlite(
-    open_store: OpenStore, tmp_path: Path
+    open_faiss_store: OpenStore, tmp_path: Path
 ) -> None:
     rng = np.random.default_rng(8)
-    store = open_store("hnsw")
+    store = open_faiss_store("hnsw")
     populate(store, rng, 40)
     queries = unit(rng, 5)
     before = ranked(store, queries)
@@ -232,7 +273,7 @@ def test_a_corrupt_snapshot_is_ignored_and_rebuilt_from_sqlite(
     audio = (snapshots / "audio.faiss").read_bytes()
     (snapshots / "audio.faiss").write_bytes(audio[: len(audio) // 3])
 
-    reopened = open_store("hnsw")
+    reopened = open_faiss_store("hnsw")
     assert reopened.restored["video"].how == "rebuilt"
     assert "checksum" in reopened.restored["video"].detail
     assert "truncated" in reopened.restored["audio"].detail
@@ -240,23 +281,76 @@ def test_a_corrupt_snapshot_is_ignored_and_rebuilt_from_sqlite(
     rebuilt = ranked(reopened, queries)
     assert [[i for i, _ in row][:3] for row in rebuilt] == [[i for i, _ in r][:3] for r in before]
     reopened.close()
-    assert open_store("hnsw").restored["video"].how == "snapshot"  # rewritten after rebuild
+    assert open_faiss_store("hnsw").restored["video"].how == "snapshot"  # rewritten after rebuild
 
 
-def test_a_snapshot_of_other_settings_is_not_reused(open_store: OpenStore) -> None:
+def test_an_index_of_other_settings_is_not_reused(
+    open_store: OpenStore, backend_name: IndexBackendName
+) -> None:
     rng = np.random.default_rng(9)
     store = open_store("flat")
-    populate(store, rng, 10)
+    items = populate(store, rng, 10)
     store.close()
     other = open_store("hnsw")
-    assert other.restored["video"].how == "rebuilt"
-    assert "build differs" in other.restored["video"].detail
+    restored = other.restored["video"]
+    if backend_name == "faiss":
+        assert restored.how == "rebuilt"
+        assert "build differs" in restored.detail
+    else:  # the collection is made anew with an HNSW index and filled from SQLite
+        assert (restored.how, restored.replayed) == ("reconciled", 40)
     assert other.count("video") == 40
+    assert other.stats()["modalities"]["video"]["mode"] == "hnsw"
+    record, item = items[3]
+    assert other.search(video_of(item)[1], "video", k=1)[0].item_id == record.item_id
 
 
-def test_snapshots_are_taken_every_n_changes(open_store: OpenStore, tmp_path: Path) -> None:
+def test_milvus_is_reconciled_with_sqlite_on_open(
+    open_milvus_store: OpenStore, tmp_path: Path
+) -> None:
+    """As after a crash between the SQLite commit and the Milvus write (or a Milvus restored
+    from an older backup): rows missing from the collection come back, rows SQLite no longer
+    holds go."""
+    from pymilvus import MilvusClient
+
+    rng = np.random.default_rng(19)
+    store = open_milvus_store()
+    items = populate(store, rng, 10)
+    collection = store.stats()["modalities"]["video"]["collection"]
+    store.close()
+    client = MilvusClient(str(tmp_path / "store-milvus" / "milvus.db"))
+    lost = store_ids_of(client, collection)[:6]
+    client.delete(collection, ids=lost)
+    stray = unit(rng, 1)[0]
+    client.insert(collection, [{"id": 10**9, "vector": stray, "model_version": VERSION}])
+    client.close()
+
+    reopened = open_milvus_store()
+    restored = reopened.restored["video"]
+    assert (restored.how, restored.replayed) == ("reconciled", 6 + 1)
+    assert "6 upserted, 1 deleted" in restored.detail
+    assert reopened.count("video") == 40
+    for record, item in items:
+        assert reopened.search(video_of(item)[0], "video", k=1)[0].item_id == record.item_id
+    assert reopened.search(stray, "video", k=1)[0].score < 0.5  # the stray row is gone
+
+
+def store_ids_of(client: Any, collection: str) -> list[int]:
+    rows = client.query(collection, filter="id >= 0", output_fields=["id"])
+    return sorted(int(r["id"]) for r in rows)
+
+
+def test_a_bad_milvus_uri_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"ending in \.db"):
+        make_backend("milvus", "/tmp/not-a-milvus-file.txt")
+    with pytest.raises(ValueError, match="needs AVID_MILVUS_URI"):
+        make_backend("milvus", None)
+    with pytest.raises(ValueError, match="must be one of"):
+        make_backend(cast(IndexBackendName, "qdrant"))
+
+
+def test_snapshots_are_taken_every_n_changes(open_faiss_store: OpenStore, tmp_path: Path) -> None:
     rng = np.random.default_rng(10)
-    store = open_store(snapshots=SnapshotPolicy(every_changes=3, every_seconds=None))
+    store = open_faiss_store(snapshots=SnapshotPolicy(every_changes=3, every_seconds=None))
     snapshot = tmp_path / "store" / "snapshots" / "video.faiss"
     store.add_item(make_item(rng, "a"))
     store.add_item(make_item(rng, "b"))
@@ -268,9 +362,9 @@ def test_snapshots_are_taken_every_n_changes(open_store: OpenStore, tmp_path: Pa
     assert stats["last_snapshot_at"] is not None
 
 
-def test_hnsw_is_rebuilt_once_enough_of_it_is_deleted(open_store: OpenStore) -> None:
+def test_hnsw_is_rebuilt_once_enough_of_it_is_deleted(open_faiss_store: OpenStore) -> None:
     rng = np.random.default_rng(11)
-    store = open_store("hnsw")
+    store = open_faiss_store("hnsw")
     items = populate(store, rng, 50)
     for record, _ in items[:9]:
         store.delete(record.item_id)
@@ -497,3 +591,48 @@ def test_a_file_of_before_file_names_opens_with_them_empty(tmp_path: Path) -> No
         again = store.get(new.item_id)
         assert again is not None
         assert (again.file_name, again.size_bytes, again.metadata["tag"]) == ("a.mp4", 123, 1)
+
+
+def test_faiss_and_milvus_give_identical_answers_on_an_exact_index(tmp_path: Path) -> None:
+    """The same items, the same queries (single and multi-window, with deletes and an
+    excluded item): the same item ids in the same order, the same windows and scores."""
+    rng = np.random.default_rng(20)
+    items = [make_item(rng, f"same-{i}", item_id=f"id-{i}") for i in range(60)]
+    queries = [unit(rng, 1)[0] for _ in range(8)]
+    queries += [near(video_of(items[i])[:2], rng, 0.2) for i in (3, 17, 42)]
+    answers = {}
+    for name in INDEX_BACKENDS:
+        opener, opened = store_opener(tmp_path / name, name)
+        store = opener("flat")
+        records = store.add_items(items)
+        store.delete(records[5].item_id)
+        store.delete(records[17].item_id)
+        answers[name] = [
+            [(h.item_id, h.window, h.query_window, round(h.score, 5)) for h in hits]
+            for q in queries
+            for hits in (
+                store.search(q, "video", k=10),
+                store.search(q, "audio", k=7, exclude_item=records[3].item_id),
+            )
+        ]
+        for s in opened:
+            s.close()
+    assert answers["faiss"] == answers["milvus"]
+    assert all(len(a) in (7, 10) for a in answers["faiss"])
+
+
+def test_settings_choose_the_backend_and_refuse_a_bad_one(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from services.index.milvus_index import MilvusBackend
+    from services.settings import Settings
+
+    default = Settings(data_dir=tmp_path).index_backend_of()
+    assert default.name == "faiss"
+    milvus = Settings(data_dir=tmp_path, index_backend="milvus").index_backend_of()
+    assert isinstance(milvus, MilvusBackend)
+    assert milvus.uri == str(tmp_path / "index" / "milvus.db")
+    with pytest.raises(ValidationError, match=r"ending in \.db"):
+        Settings(milvus_uri="/tmp/x.sqlite")
+    with pytest.raises(ValidationError):
+        Settings(index_backend=cast(Any, "qdrant"))

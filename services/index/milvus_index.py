@@ -1,0 +1,245 @@
+"""The store's vector indexes in Milvus, through pymilvus' ``MilvusClient``.
+
+``AVID_MILVUS_URI`` is a local ``*.db`` file (Milvus Lite, embedded in this process by the
+``milvus-lite`` package: what the tests run) or an ``http(s)://`` URL of a Milvus server or
+cluster. One collection per (store, modality), ``avid_<store id>_<modality>``; each row is
+one window: its SQLite row id as primary key, the vector, and as scalar fields the item id,
+window number, times and the model version. Searches filter on the model version, so
+embedding spaces never mix; the index type comes from the ``AVID_INDEX_TYPE`` vocabulary
+(flat -> FLAT, hnsw -> HNSW with M/efConstruction/ef, ivf -> IVF_FLAT with nlist/nprobe).
+
+SQLite stays the source of truth: on open the collection is reconciled with it (rows gone
+from SQLite are deleted, rows missing from Milvus upserted), which also repairs a crash
+between a SQLite commit and the Milvus write. Milvus persists its own data, so there are no
+snapshots. The live count is kept by this process (one writer per store), not asked of
+Milvus on each search.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymilvus import DataType, MilvusClient, MilvusException
+
+from services.index.errors import IndexStoreError
+from services.index.index_backend import IndexBackend, IndexBackendName
+from services.index.index_persistence import Restored, SnapshotIdentity
+from services.index.index_settings import IndexSpec
+from services.index.item_checks import MAX_ID_LENGTH
+from services.index.metadata import MetadataDB
+from services.index.milvus_uri import check_milvus_uri, is_milvus_url
+from services.index.records import FloatArray, IdArray, Modality
+from services.index.vector_index import EMPTY_IDS, ModalityIndex, empty_result
+
+log = logging.getLogger(__name__)
+
+# Milvus refuses a search with limit (topk) above this; the store asks for more windows only
+# when one query's best windows hold fewer than k distinct items.
+MAX_TOPK = 16_384
+_BATCH = 5_000
+
+
+def _index_params(spec: IndexSpec) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(Milvus index type, build params, search params) for ``spec``."""
+    if spec.index_type == "hnsw":
+        build = {"M": spec.hnsw.m, "efConstruction": spec.hnsw.ef_construction}
+        return "HNSW", build, {"ef": spec.hnsw.ef_search}
+    if spec.index_type == "ivf":
+        return "IVF_FLAT", {"nlist": spec.ivf.nlist}, {"nprobe": spec.ivf.nprobe}
+    return "FLAT", {}, {}
+
+
+def _fingerprint(spec: IndexSpec) -> str:
+    return json.dumps(spec.build_fingerprint(), sort_keys=True)
+
+
+class MilvusIndex(ModalityIndex):
+    """One modality's vectors of one model version in a Milvus collection."""
+
+    def __init__(
+        self, client: MilvusClient, collection: str, spec: IndexSpec, model_version: str
+    ) -> None:
+        super().__init__(spec)
+        self.client = client
+        self.collection = collection
+        self.model_version = model_version
+        self._index_type, _, self._search_params = _index_params(spec)
+        # Milvus Lite does not take filter templates: the version as an escaped literal.
+        self._filter = f"model_version == {json.dumps(model_version)}"
+        self._count = 0
+        self._high_id = 0  # the highest id written so far (paging in ``ids``)
+
+    @property
+    def mode(self) -> str:
+        return self.spec.index_type
+
+    @property
+    def live_count(self) -> int:
+        return self._count
+
+    def _add(self, ids: IdArray, vectors: FloatArray) -> None:
+        self._write(ids, vectors, upsert=False)
+
+    def _write(self, ids: IdArray, vectors: FloatArray, *, upsert: bool) -> None:
+        write = self.client.upsert if upsert else self.client.insert
+        for start in range(0, len(ids), _BATCH):
+            rows = [
+                {"id": int(i), "vector": v, "model_version": self.model_version}
+                for i, v in zip(
+                    ids[start : start + _BATCH], vectors[start : start + _BATCH], strict=True
+                )
+            ]
+            write(self.collection, rows)
+        if not upsert:
+            self._count += len(ids)
+        if len(ids):
+            self._high_id = max(self._high_id, int(ids.max()))
+
+    def remove(self, ids: IdArray) -> None:
+        if len(ids):
+            for start in range(0, len(ids), _BATCH):
+                chunk = [int(i) for i in ids[start : start + _BATCH]]
+                self.client.delete(self.collection, ids=chunk)
+            self._count = max(self._count - len(ids), 0)
+
+    def _search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
+        k = min(k, self._count, MAX_TOPK)
+        if k <= 0:
+            return empty_result(queries.shape[0])
+        params: dict[str, Any] = {"metric_type": "IP", "params": dict(self._search_params)}
+        if self._index_type == "HNSW":
+            params["params"]["ef"] = max(params["params"]["ef"], k)
+        found = self.client.search(
+            self.collection,
+            data=[q for q in np.asarray(queries, dtype=np.float32)],
+            limit=k,
+            filter=self._filter,
+            search_params=params,
+        )
+        scores = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
+        ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
+        for row, hits in enumerate(found):
+            for j, hit in enumerate(hits):
+                scores[row, j] = hit["distance"]
+                ids[row, j] = hit["id"]
+        return scores, ids
+
+    def ids(self, up_to: int | None = None) -> IdArray:
+        """Every id of this model version in the collection. Paged by id range (``up_to``:
+        the highest id expected; anything above it comes in one last query), as Milvus caps
+        one query's window and Milvus Lite's query iterator lacks a server call."""
+        if up_to is None:
+            up_to = self._high_id
+        found: list[int] = []
+        lo = -1
+        while True:
+            hi = lo + MAX_TOPK
+            top = f" and id <= {hi}" if hi < up_to else ""
+            rows = self.client.query(
+                self.collection, filter=f"{self._filter} and id > {lo}{top}", output_fields=["id"]
+            )
+            found += [int(r["id"]) for r in rows]
+            if not top:
+                break
+            lo = hi
+        return np.array(sorted(found), dtype=np.int64) if found else EMPTY_IDS.copy()
+
+    def reconcile(self, db: MetadataDB, modality: Modality) -> tuple[int, int]:
+        """Bring the collection in line with ``db``: (rows upserted, rows deleted)."""
+        max_row_id = db.max_row_id()
+        self._high_id = max_row_id
+        in_index = self.ids(up_to=max_row_id)
+        in_db = db.row_ids_up_to(modality, self.model_version, max_row_id)
+        gone = np.setdiff1d(in_index, in_db)
+        missing = np.setdiff1d(in_db, in_index)
+        self._count = len(in_index)
+        self.remove(gone)
+        added = 0
+        for start in range(0, len(missing), 50_000):
+            ids, vectors = db.vectors_by_ids(missing[start : start + 50_000])
+            self._write(ids, vectors, upsert=True)
+            added += len(ids)
+        self._count = len(in_db)
+        return added, len(gone)
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "collection": self.collection}
+
+
+class MilvusBackend(IndexBackend):
+    """The store's indexes in Milvus at ``uri`` (see the module doc)."""
+
+    name: IndexBackendName = "milvus"
+    keeps_snapshots = False
+
+    def __init__(self, uri: str) -> None:
+        self.uri = check_milvus_uri(uri)
+        self._client: MilvusClient | None = None
+
+    @property
+    def client(self) -> MilvusClient:
+        """The connection, made on first use (after the store holds its directory lock)."""
+        if self._client is None:
+            if not is_milvus_url(self.uri):
+                Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._client = MilvusClient(self.uri)
+            except MilvusException as exc:
+                raise IndexStoreError(f"cannot open Milvus at {self.uri!r}: {exc}") from exc
+        return self._client
+
+    def _collection(self, db: MetadataDB, identity: SnapshotIdentity) -> str:
+        """The modality's collection, made (anew, if built with other settings) as needed.
+        The build settings are kept in SQLite's store_meta (Milvus Lite does not keep a
+        collection's description, nor report HNSW / IVF parameters)."""
+        name = f"avid_{identity.store_id}_{identity.modality}"
+        key, wanted = f"milvus_build:{name}", _fingerprint(identity.spec)
+        if self.client.has_collection(name):
+            built = db.get_meta(key)
+            if built == wanted:
+                return name
+            # Like a FAISS snapshot of other settings: made anew and filled from SQLite.
+            log.info("%s was built with other settings (%s); rebuilding it", name, built)
+            self.client.drop_collection(name)
+        self._create(name, identity.spec)
+        db.set_meta(key, wanted)
+        return name
+
+    def _create(self, name: str, spec: IndexSpec) -> None:
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=spec.dim)
+        schema.add_field("model_version", DataType.VARCHAR, max_length=MAX_ID_LENGTH * 2)
+        index_type, build, _ = _index_params(spec)
+        params = self.client.prepare_index_params()
+        params.add_index("vector", index_type=index_type, metric_type="IP", params=build)
+        self.client.create_collection(
+            name,
+            schema=schema,
+            index_params=params,
+            consistency_level="Strong",
+        )
+
+    def restore(self, db: MetadataDB, identity: SnapshotIdentity, snapshot: Path) -> Restored:
+        index = MilvusIndex(
+            self.client, self._collection(db, identity), identity.spec, identity.model_version
+        )
+        added, removed = index.reconcile(db, identity.modality)
+        detail = f"reconciled {index.collection} with SQLite: {added} upserted, {removed} deleted"
+        log.info("%s index in Milvus, %s", identity.modality, detail)
+        return Restored(index, "reconciled", detail, added + removed, None)
+
+    def build(
+        self, db: MetadataDB, spec: IndexSpec, model_version: str, modality: Modality
+    ) -> ModalityIndex:
+        identity = SnapshotIdentity(db.store_id, model_version, modality, spec)
+        return self.restore(db, identity, Path()).index
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
