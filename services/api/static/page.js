@@ -134,6 +134,13 @@ function seconds(value) {
   return `${value.toFixed(1)} s`;
 }
 
+function textBlock(className, text) {
+  const block = document.createElement("div");
+  if (className) block.className = className;
+  block.textContent = text;
+  return block;
+}
+
 function metadataBlock(metadata) {
   const pre = document.createElement("pre");
   pre.className = "metadata";
@@ -228,13 +235,9 @@ $("search-form").addEventListener("submit", async (event) => {
       const card = document.createElement("li");
       card.className = "result";
       card.dataset.itemId = hit.id;
-      const name = document.createElement("div");
-      name.className = "name";
-      name.textContent = hit.file_name || hit.id;
-      const score = document.createElement("div");
-      score.className = "score";
-      score.textContent = `score ${hit.score.toFixed(3)} · window ${seconds(hit.start)}–` +
-        `${seconds(hit.end)}`;
+      const name = textBlock("name", hit.file_name || hit.id);
+      const score = textBlock("score", `score ${hit.score.toFixed(3)} · window ` +
+        `${seconds(hit.start)}–${seconds(hit.end)}`);
       card.append(await player(hit.id, hit.kind, hit.start, hit.end), name, score,
         metadataBlock(hit.metadata));
       list.append(card);
@@ -268,12 +271,9 @@ async function browse(offset) {
     const card = document.createElement("li");
     card.className = "item";
     card.dataset.itemId = item.id;
-    const name = document.createElement("div");
-    name.className = "name";
-    name.textContent = item.file_name || item.id;
-    const facts = document.createElement("div");
+    const name = textBlock("name", item.file_name || item.id);
     const size = item.size_bytes ? ` · ${(item.size_bytes / 1024).toFixed(0)} KiB` : "";
-    facts.textContent = `${item.kind} · ${seconds(item.duration)}${size}`;
+    const facts = textBlock("", `${item.kind} · ${seconds(item.duration)}${size}`);
     const pictures = [];
     try {
       const picture = document.createElement("img");
