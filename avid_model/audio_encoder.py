@@ -65,3 +65,72 @@ class Conv2D10(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.block4(self.block3(self.block2(self.block1(self.conv1(x)))))
         return torch.flatten(self.pool(y), 1)
+
+
+def _conv1d_out(length: int, kernel: int = 5, stride: int = 2, padding: int = 2) -> int:
+    return (length + 2 * padding - kernel) // stride + 1
+
+
+class SpectrumSummary(nn.Module):
+    """One spectrum per clip: each frequency bin's max, mean and std over time.
+
+    Input ``(B, 1, T, F)`` normalised log spectrogram -> ``(B, 3, F)`` -> a 1-D CNN over
+    frequency (5-tap, stride 2, BN, ReLU per layer; positions kept, no pooling over frequency)
+    -> flatten -> linear + BN + ReLU -> ``(B, out_dim)``. The audio analogue of the video
+    tower's :class:`~avid_model.video_encoder.ClipSummary`: a random Conv2D-10 with a global
+    max over time *and frequency* starts blind to the spoken word (cosine kNN at chance on
+    AV-Digits), while the spectrum's max over time alone tells the digit apart (kNN 0.69), and
+    this path keeps where in frequency the energy lies (docs/video_tower.md).
+    """
+
+    def __init__(
+        self, freq_bins: int, widths: Sequence[int] = (32, 64, 64), out_dim: int = 128
+    ) -> None:
+        super().__init__()
+        if freq_bins < 1 or not widths or out_dim < 1:
+            raise ValueError(f"need freq_bins, widths and out_dim > 0, got {freq_bins}, {widths}")
+        layers: list[nn.Module] = []
+        channels, length = 3, freq_bins
+        for width in widths:
+            layers += [
+                nn.Conv1d(channels, width, 5, 2, 2, bias=False),
+                nn.BatchNorm1d(width),
+                nn.ReLU(inplace=True),
+            ]
+            channels, length = width, _conv1d_out(length)
+        self.body = nn.Sequential(*layers)
+        self.fc = nn.Sequential(
+            nn.Linear(channels * length, out_dim, bias=False),
+            nn.BatchNorm1d(out_dim),
+            nn.ReLU(inplace=True),
+        )
+        self.out_dim = out_dim
+
+    @staticmethod
+    def summary(x: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, T, F)`` -> ``(B, 3, F)``: max, mean and std over time per frequency bin."""
+        spec = x[:, 0]
+        return torch.stack([spec.amax(dim=1), spec.mean(dim=1), spec.std(dim=1)], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.body(self.summary(x)), 1))
+
+
+class Conv2D10Spectrum(nn.Module):
+    """Conv2D-10 beside a :class:`SpectrumSummary`, their features concatenated.
+
+    Output ``(B, widths[-1] + spectrum_dim)``; ``forward_features`` gives Conv2D-10's stages
+    (the probes read those), so a probe of ``block4`` sees only the 2-D path.
+    """
+
+    def __init__(self, widths: Sequence[int], freq_bins: int, spectrum_dim: int = 128) -> None:
+        super().__init__()
+        self.conv = Conv2D10(widths)
+        self.spectrum = SpectrumSummary(freq_bins, out_dim=spectrum_dim)
+        self.out_dim = self.conv.out_dim + self.spectrum.out_dim
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.conv.forward_features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.conv(x), self.spectrum(x)], dim=1)

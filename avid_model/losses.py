@@ -150,7 +150,10 @@ def _combine(
         raise ValueError(f"objective must be 'nce' or 'infonce', got {objective!r}")
     active = [(c, pair) for c, pair in groups if c > 0]
     first = active[0][1][0]
-    if z is None:
+    if z is None and first.negatives.shape[1] == 0:
+        # No memory negatives (in-batch only): no Z to estimate; infonce never reads it.
+        z_t = _as_z(1.0, first.anchor)
+    elif z is None:
         z_t = estimate_z(first.anchor, first.memory, first.negatives, temperature)
     else:
         z_t = _as_z(z, first.anchor)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avid_model.audio_encoder import Conv2D10
+from avid_model.audio_encoder import Conv2D10, Conv2D10Spectrum
 from avid_model.features import PreprocessConfig, SpectrogramStats
 from avid_model.video_encoder import (
     ClipSummary2D4,
@@ -45,6 +45,9 @@ class ModelConfig:
     # summary2d-4 only: the clip picture's channels, "full" (mean frame + its change over time,
     # 12) or "change" (only the change: std, max, min; 9), see :class:`ClipSummary`.
     video_summary: Literal["full", "change"] = "full"
+    # The audio tower: the paper's Conv2D-10 ("conv2d-10") or Conv2D-10 beside a spectrum
+    # summary path ("conv2d-10+spectrum", see :class:`~avid_model.audio_encoder.SpectrumSummary`).
+    audio_arch: Literal["conv2d-10", "conv2d-10+spectrum"] = "conv2d-10"
     description: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,6 +72,16 @@ def build_video_encoder(config: ModelConfig) -> R2Plus1D18 | Conv2Plus1D4 | Clip
     raise ValueError(
         "video_arch must be 'r2plus1d-18', 'conv2plus1d-4' or 'summary2d-4', "
         f"got {config.video_arch!r}"
+    )
+
+
+def build_audio_encoder(config: ModelConfig, freq_bins: int) -> Conv2D10 | Conv2D10Spectrum:
+    if config.audio_arch == "conv2d-10":
+        return Conv2D10(config.audio_widths)
+    if config.audio_arch == "conv2d-10+spectrum":
+        return Conv2D10Spectrum(config.audio_widths, freq_bins)
+    raise ValueError(
+        f"audio_arch must be 'conv2d-10' or 'conv2d-10+spectrum', got {config.audio_arch!r}"
     )
 
 
@@ -136,7 +149,7 @@ class AVIDModel(nn.Module):
         # Stamped on every vector by the service; set from the content hash when loaded.
         self.model_version = f"{config.name}-untrained"
         self.video_encoder = build_video_encoder(config)
-        self.audio_encoder = Conv2D10(config.audio_widths)
+        self.audio_encoder = build_audio_encoder(config, self.preprocess.freq_bins)
         self.video_head = ProjectionHead(
             self.video_encoder.out_dim, config.head_hidden, config.embed_dim, config.head_norm
         )

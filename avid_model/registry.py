@@ -129,3 +129,22 @@ register_model(
         freq_bins=129,
     ),
 )
+register_model(
+    ModelConfig(
+        name="avid-summary-spectrum",
+        video_arch="summary2d-4",
+        video_summary="change",
+        audio_arch="conv2d-10+spectrum",
+        head_norm="batch",
+        video_widths=(32, 64, 64, 128),
+        audio_widths=(16, 16, 32, 64, 128),
+        head_hidden=128,
+        description=(
+            "avid-summary whose audio tower also reads one spectrum per clip (each frequency's "
+            "max, mean and std over time, a 1-D CNN over frequency): both towers start with "
+            "what tells the digit apart, so the cross-modal loss has a foothold "
+            "(docs/video_tower.md)."
+        ),
+    ),
+    model_entry("avid-summary").preprocess,
+)

@@ -71,7 +71,10 @@ class LossConfig:
     cross_coeff: float = Field(default=1.0, ge=0.0)  # Cross-AVID (1, 0); Joint (1, 1)
     within_coeff: float = Field(default=0.0, ge=0.0)  # Self-AVID (0, 1)
     temperature: float = Field(default=0.07, gt=0.0)
-    negatives: int = Field(default=1024, ge=1)
+    # Memory-bank negatives per anchor. 0 (with positives="batch" and the infonce objective):
+    # none, only the batch's other instances, i.e. CLIP's symmetric in-batch softmax (not the
+    # paper; the bank is still written, for CMA and the checkpoint).
+    negatives: int = Field(default=1024, ge=0)
     momentum: float = Field(default=0.5, ge=0.0, lt=1.0)  # memory update
     # AVID's cross-modal positive: "memory" (the paper: the other modality's memory row) or
     # "batch" (its current embedding of the same clip, with gradient; negatives stay memory rows).
@@ -79,6 +82,19 @@ class LossConfig:
     # NCE only: re-estimate Z once after this many steps (0: the paper's first-batch Z only).
     z_reestimate_step: int = Field(default=0, ge=0)
     cma: CMAConfig = Field(default_factory=CMAConfig)
+
+    def __post_init__(self) -> None:
+        if self.negatives == 0 and self.method in ("avid", "cma"):
+            if self.method == "cma" or self.positives != "batch" or self.objective != "infonce":
+                raise ValueError(
+                    "loss.negatives=0 (in-batch negatives only) needs method avid, "
+                    "positives batch and objective infonce"
+                )
+            if self.within_coeff > 0:
+                raise ValueError(
+                    "loss.negatives=0 leaves the within-modal terms no negatives: "
+                    "set within_coeff to 0"
+                )
 
 
 @dataclass(frozen=True, config=_STRICT)

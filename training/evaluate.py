@@ -49,7 +49,8 @@ def _pooled_stages(model: AVIDModel, video: torch.Tensor, audio: torch.Tensor) -
         }
     )
     out["video_emb"] = F.normalize(model.video_head(vf["conv5x"].amax(dim=(2, 3, 4))), dim=1)
-    out["audio_emb"] = F.normalize(model.audio_head(af["block4"].amax(dim=(2, 3))), dim=1)
+    # The encoder's own output (its 2-D path pools block4; a spectrum path adds its own part).
+    out["audio_emb"] = model.encode_audio(audio)
     return out
 
 

@@ -201,6 +201,21 @@ def test_batch_positives_never_count_a_clip_of_the_same_video_as_a_negative() ->
     assert math.isfinite(terms["neg_sim"].item())
 
 
+def test_no_memory_negatives_is_the_symmetric_in_batch_softmax() -> None:
+    """negatives (B, 0) with batch positives: CLIP's loss, the batch's other clips as the only
+    negatives, and no Z to estimate (it reads 1)."""
+    v, a, vm, am, ids, _ = tensors()
+    none = torch.empty(2, 0, dtype=torch.long)
+    loss, terms = avid_loss(
+        v, a, vm, am, ids, none, z=None, temperature=T, objective="infonce", batch_positives=True
+    )
+    per_v = [infonce_anchor(V_EMB[b], [A_EMB[b]], [A_EMB[1 - b]], T) for b in range(2)]
+    per_a = [infonce_anchor(A_EMB[b], [V_EMB[b]], [V_EMB[1 - b]], T) for b in range(2)]
+    assert terms["v2a"].item() == pytest.approx(sum(per_v) / 2, rel=1e-12)
+    assert loss.item() == pytest.approx((sum(per_v) + sum(per_a)) / 4, rel=1e-12)
+    assert terms["z"].item() == 1.0
+
+
 def test_nce_trivial_solution_value() -> None:
     """Every score equal to Z gives -log(1/(1+K)) - K log(K/(K+1)) ≈ ln K + 1 (the collapse)."""
     k = 64

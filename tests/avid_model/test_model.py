@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from avid_model import create_model
-from avid_model.audio_encoder import Conv2D10
-from avid_model.model import ProjectionHead
+from avid_model.audio_encoder import Conv2D10, Conv2D10Spectrum, SpectrumSummary
+from avid_model.model import AVIDModel, ProjectionHead
 from avid_model.video_encoder import (
     ClipSummary,
     ClipSummary2D4,
@@ -112,6 +114,7 @@ def test_forward_returns_both_embeddings_and_backpropagates() -> None:
     v, a = model(torch.randn(2, 3, 8, 64, 64), torch.randn(2, 1, 200, 257))
     (v * a).sum().backward()
     assert isinstance(model.video_encoder, R2Plus1D18)
+    assert isinstance(model.audio_encoder, Conv2D10)
     assert model.video_encoder.conv1[0].weight.grad is not None
     assert model.audio_encoder.conv1[0].weight.grad is not None
 
@@ -229,3 +232,34 @@ def test_summary2d_tower_shapes_match_the_probe_keys() -> None:
     assert tower(torch.rand(2, 3, 16, 32, 32)).shape == (2, 128)
     with pytest.raises(ValueError, match="4 entries"):
         ClipSummary2D4((32, 64))
+
+
+def test_spectrum_summary_is_each_frequencys_max_mean_and_std_over_time() -> None:
+    """A tone in bin 7 for 4 of 10 frames: max 1, mean 0.4, std of the step there; zero
+    elsewhere. Order-free over time, but where in frequency the energy lies is kept."""
+    spec = torch.zeros(1, 1, 10, 16)
+    spec[0, 0, 3:7, 7] = 1.0
+    summary = SpectrumSummary.summary(spec)
+    assert summary.shape == (1, 3, 16)
+    assert summary[0, :, 7].tolist() == pytest.approx([1.0, 0.4, (0.4 * 0.6 * 10 / 9) ** 0.5])
+    assert float(summary[0, :, :7].abs().max()) == 0.0
+    shuffled = spec[:, :, torch.randperm(10, generator=torch.Generator().manual_seed(0))]
+    assert torch.allclose(SpectrumSummary.summary(shuffled), summary)
+    tower = SpectrumSummary(16).eval()
+    moved = torch.roll(spec, 4, dims=3)  # the same tone 4 bins higher
+    assert not torch.allclose(tower(spec), tower(moved))
+    assert tower(torch.rand(2, 1, 10, 16)).shape == (2, 128)
+
+
+def test_avid_summary_spectrum_concatenates_both_audio_paths() -> None:
+    model = create_model("avid-summary-spectrum")
+    audio = model.audio_encoder
+    assert isinstance(audio, Conv2D10Spectrum)
+    assert audio.out_dim == 128 + 128
+    x = torch.rand(2, 1, 100, 129)
+    assert set(audio.forward_features(x)) == {"stem", "block1", "block2", "block3", "block4"}
+    model.eval()
+    assert model.encode_audio(x).shape == (2, 128)
+    bogus = replace(model.config, audio_arch="bogus")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="audio_arch"):
+        AVIDModel(bogus)

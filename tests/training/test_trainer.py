@@ -177,3 +177,25 @@ def test_augmentation_ranges_come_from_the_config(tmp_path: Path) -> None:
         small_config(tmp_path, tmp_path, "data.hue=0.7")
     with pytest.raises(ConfigError, match="crop_scale"):
         small_config(tmp_path, tmp_path, "data.crop_scale=[0.9, 0.4]")
+
+
+def test_in_batch_negatives_only_needs_batch_positives_and_infonce(tmp_path: Path) -> None:
+    """loss.negatives=0: CLIP's in-batch softmax; a config that would leave a term without
+    negatives (memory positives, NCE, within-modal terms) is refused with a reason."""
+    from training.config import ConfigError
+
+    ok = small_config(
+        tmp_path, tmp_path, "loss.negatives=0", "loss.positives=batch", "loss.objective=infonce"
+    )
+    assert ok.loss.negatives == 0
+    with pytest.raises(ConfigError, match="negatives=0"):
+        small_config(tmp_path, tmp_path, "loss.negatives=0", "loss.objective=infonce")
+    with pytest.raises(ConfigError, match="within_coeff"):
+        small_config(
+            tmp_path,
+            tmp_path,
+            "loss.negatives=0",
+            "loss.positives=batch",
+            "loss.objective=infonce",
+            "loss.within_coeff=1",
+        )
