@@ -77,21 +77,20 @@ def _register_serve(subparsers: Subparsers) -> None:
     p = subparsers.add_parser(
         "serve",
         help="run the HTTP embedding and search service",
-        description="Run the embedding service. Options override the AVID_* settings.",
+        description="Run the embedding service. Options override the AVID_* settings. "
+        "SIGTERM stops it within AVID_SHUTDOWN_GRACE_S (default 30 s), exit status 0: "
+        "background jobs still running then stay queued and run at the next start.",
     )
     add_server_options(p, log_level="info")
     p.set_defaults(func=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from services.api.app import create_app
+    from services.api.server import run_server
 
     settings = settings_from_args(args)
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level
-    )
+    run_server(create_app(settings), settings, log_level=args.log_level)
     return 0
 
 

@@ -2,13 +2,19 @@
 
 Framework-free: ``kept_file`` finds the upload kept as ``media/<sha256><ext>``; ``poster_jpeg``
 decodes one picture near a time with PyAV and encodes it as a JPEG (Pillow), scaled down;
-``waveform_jpeg`` draws a sound's waveform (its peaks per pixel column).
+``waveform_jpeg`` draws a sound's waveform (its peaks per pixel column); ``item_poster``
+gives an item's picture, decoded once and then read from its cache file
+(``media/posters/<sha256>/<kind>-<at ms|mid>.jpg``, at most ``MAX_CACHED_POSTERS`` per file;
+removed with the kept media: ``services.media_files``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import mimetypes
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +26,11 @@ from avid_model.errors import CorruptMediaError
 from avid_model.media import decode_audio
 from services.errors import NotFound
 from services.index import IndexStore, ItemNotFound, ItemRecord
-from services.media_files import content_hash_of
+from services.media_files import content_hash_of, poster_dir
 
 POSTER_MAX_SIDE = 320
 JPEG_QUALITY = 80
+MAX_CACHED_POSTERS = 32  # per kept file: other times are decoded on each request
 
 # The media types of the suffixes a kept file can have (mimetypes lacks a few of them).
 _MEDIA_TYPES = {
@@ -125,3 +132,34 @@ def waveform_jpeg(path: Path, size: tuple[int, int] = WAVEFORM_SIZE) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
     return buffer.getvalue()
+
+
+def item_poster(media_dir: Path, kept: KeptFile, at: float | None) -> bytes:
+    """The item's picture (``waveform_jpeg`` of a sound, else ``poster_jpeg`` at ``at``,
+    default mid-file), from its cache file when an earlier request made it."""
+    record = kept.record
+    when = record.duration / 2 if at is None else min(at, record.duration)
+    # a waveform does not depend on the time
+    name = "audio.jpg" if record.kind == "audio" else f"video-{round(when * 1000)}.jpg"
+    folder = poster_dir(media_dir, record.content_hash)
+    cached = folder / name
+    with contextlib.suppress(FileNotFoundError):
+        return cached.read_bytes()
+    jpeg = waveform_jpeg(kept.path) if record.kind == "audio" else poster_jpeg(kept.path, when)
+    folder.mkdir(parents=True, exist_ok=True)
+    if len(os.listdir(folder)) < MAX_CACHED_POSTERS:
+        _write_atomically(cached, jpeg)
+    return jpeg
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place: a
+    reader sees the whole file or none."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".poster-", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)

@@ -11,17 +11,22 @@ What survives what (with records on disk, as the service keeps them beside the i
   ``resume``: a queued or running job whose input is still there is queued again (embedding is
   idempotent: the store keys items on content hash and model version); one whose input is gone,
   or that was interrupted ``MAX_ATTEMPTS`` times, fails with code ``interrupted`` and the reason.
-- ``close`` (SIGTERM: uvicorn's graceful shutdown): no new job is taken (``RunnerClosed``, a
-  503), running jobs finish, queued ones stay queued on disk for the next start.
+- ``close(grace_s)`` (SIGTERM: ``AVID_SHUTDOWN_GRACE_S``): no new job is taken
+  (``RunnerClosed``, a 503), running jobs get up to ``grace_s`` to finish, queued ones stay
+  queued on disk for the next start. A job still running after the grace is abandoned: its
+  record is set back to queued (the next start runs it again, counted as an attempt) and
+  whatever its thread does afterwards is not recorded. Job threads are daemons, so an
+  abandoned one never holds the process past its exit.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -84,7 +89,7 @@ class JobRunner(Protocol):
 
     def counts(self) -> dict[JobState, int]: ...
 
-    def close(self) -> None: ...
+    def close(self, grace_s: float | None = None) -> None: ...
 
 
 def _generic_error(exc: Exception) -> dict[str, str]:
@@ -92,8 +97,8 @@ def _generic_error(exc: Exception) -> dict[str, str]:
 
 
 class ThreadJobRunner:
-    """Jobs on a thread pool, recorded in ``records`` (default: in memory only); the newest
-    ``keep_finished`` finished jobs stay queryable."""
+    """Jobs on ``workers`` daemon threads, recorded in ``records`` (default: in memory only);
+    the newest ``keep_finished`` finished jobs stay queryable."""
 
     def __init__(
         self,
@@ -110,15 +115,23 @@ class ThreadJobRunner:
         self._records = records if records is not None else JobRecords(":memory:")
         self._owns_records = records is None
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="avid-job")
         self._closed = False
+        self._queue: queue.SimpleQueue[tuple[str, dict[str, Any]] | None] = queue.SimpleQueue()
+        self._running: set[str] = set()  # job ids a thread is running now
+        self._abandoned: set[str] = set()  # running past the grace: their outcome is dropped
+        self._threads = [
+            threading.Thread(target=self._work, name=f"avid-job-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, payload: Mapping[str, Any]) -> JobStatus:
         with self._lock:
             if self._closed:
                 raise RunnerClosed("the service is shutting down; send the file again later")
             row = self._records.insert(uuid.uuid4().hex, payload)
-            self._pool.submit(self._run, row["id"], dict(payload))
+            self._queue.put((row["id"], dict(payload)))
         return JobStatus.of(row)
 
     def resume(self, check: ResumeCheck) -> tuple[int, int]:
@@ -136,7 +149,7 @@ class ThreadJobRunner:
                 continue
             self._records.update(row["id"], state="queued", progress=0.0)
             with self._lock:
-                self._pool.submit(self._run, row["id"], dict(row["payload"]))
+                self._queue.put((row["id"], dict(row["payload"])))
             resumed += 1
         if resumed or failed:
             log.info("jobs of the previous run: %d queued again, %d failed", resumed, failed)
@@ -159,32 +172,78 @@ class ThreadJobRunner:
     def counts(self) -> dict[JobState, int]:
         return self._records.counts()
 
-    def close(self) -> None:
-        """Take no new job, let running jobs finish. Queued jobs stay queued in persistent
-        records (the next start resumes them); in memory-only records they fail with code
-        ``shutdown``."""
+    def close(self, grace_s: float | None = None) -> None:
+        """Take no new job; give running jobs up to ``grace_s`` seconds (None: as long as they
+        take), then abandon the ones still running. Queued and abandoned jobs stay queued in
+        persistent records (the next start resumes them); in memory-only records they fail
+        with code ``shutdown``."""
         with self._lock:
             self._closed = True
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        if not self._records.persistent:
+            while True:  # what no thread has taken yet stays as recorded: queued
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            for _ in self._threads:
+                self._queue.put(None)
+        deadline = None if grace_s is None else time.monotonic() + max(grace_s, 0.0)
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(deadline - time.monotonic(), 0.0))
+        with self._lock:
+            self._abandoned = set(self._running)
+            abandoned = sorted(self._abandoned)
+        if abandoned:
+            log.warning(
+                "%d job(s) still running after the %.1f s grace, left queued for the next "
+                "start: %s",
+                len(abandoned),
+                grace_s,
+                ", ".join(abandoned),
+            )
+        if self._records.persistent:
+            for job_id in abandoned:
+                self._records.update(job_id, state="queued", progress=0.0)
+        else:
             error = {"code": "shutdown", "message": "the service stopped first"}
             for row in self._records.unfinished():
                 self._records.update(row["id"], state="failed", error=error)
         if self._owns_records:
             return  # memory-only records stay readable after close
-        self._records.close()
+        with self._lock:  # an abandoned thread that ends now records nothing (see _record)
+            self._records.close()
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                self._run(*item)
+            except Exception:  # a records error: the job stays unfinished, resumed next start
+                log.exception("job %s could not be run", item[0])
+
+    def _record(self, job_id: str, *, finished: bool = False, **changes: Any) -> None:
+        """Write a change of a job, unless close abandoned it (then nothing is written: its
+        record stays queued). ``finished``: its last change; it is no longer running."""
+        with self._lock:
+            if finished:
+                self._running.discard(job_id)
+            if job_id in self._abandoned:
+                return
+            self._records.update(job_id, **changes)
+            if finished:
+                self._records.forget_finished(self._keep_finished)
 
     def _run(self, job_id: str, payload: dict[str, Any]) -> None:
-        self._records.update(job_id, state="running", bump_attempts=True)
+        with self._lock:
+            self._running.add(job_id)
+            self._records.update(job_id, state="running", bump_attempts=True)
 
         def progress(fraction: float) -> None:
-            self._records.update(job_id, progress=min(max(float(fraction), 0.0), 1.0))
+            self._record(job_id, progress=min(max(float(fraction), 0.0), 1.0))
 
         try:
             result = self._handler(payload, progress)
         except Exception as exc:
-            log.warning("job %s failed: %s", job_id, exc, exc_info=True)
-            self._records.update(job_id, state="failed", error=self._describe_error(exc))
+            if job_id not in self._abandoned:
+                log.warning("job %s failed: %s", job_id, exc, exc_info=True)
+            self._record(job_id, finished=True, state="failed", error=self._describe_error(exc))
         else:
-            self._records.update(job_id, state="done", progress=1.0, result=result)
-        self._records.forget_finished(self._keep_finished)
+            self._record(job_id, finished=True, state="done", progress=1.0, result=result)

@@ -4,8 +4,10 @@ reindex``), scratch copies (``tmp/``), and what a crash leaves behind.
 ``remove_orphans`` runs at start, once the previous run's jobs are resumed: it removes the
 partial uploads (``.upload-*.part``) of requests cut off by a crash, the scratch files no
 unfinished job needs, and kept media that no item and no unfinished job refers to (the files
-of failed or lost jobs). ``remove_item_media`` removes an item's kept file once no other
-item (another model version's, say) holds the same content.
+of failed or lost jobs), and cached posters of content no item holds. ``remove_item_media``
+removes an item's kept file, and its cached posters (``media/posters/<sha256>/``, written by
+``services.item_media``), once no other item (another model version's, say) holds the same
+content.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import shutil
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +27,16 @@ log = logging.getLogger(__name__)
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 PARTIAL_UPLOAD_GLOB = ".upload-*.part"
+POSTER_DIR = "posters"
+
+
+def poster_dir(media_dir: Path, content_hash: str) -> Path:
+    """Where the posters of a content hash are cached (see ``services.item_media``)."""
+    return media_dir / POSTER_DIR / content_hash
+
+
+def remove_posters(media_dir: Path, content_hash: str) -> None:
+    shutil.rmtree(poster_dir(media_dir, content_hash), ignore_errors=True)
 
 
 def content_hash_of(path: Path) -> str | None:
@@ -93,6 +106,11 @@ def remove_orphans(
         if is_stored(sha):
             continue
         kept += sum(_unlink(p) for p in paths if p.resolve() not in keep)
+    posters = media_dir / POSTER_DIR
+    if posters.is_dir():
+        for cached in posters.iterdir():
+            if not is_stored(cached.name):
+                remove_posters(media_dir, cached.name)
     sweep = OrphanSweep(partial, scratch, kept)
     if sweep.total:
         log.info(
@@ -109,6 +127,7 @@ def remove_item_media(media_dir: Path, content_hash: str, still_stored: bool) ->
     the same content); how many files went."""
     if still_stored:
         return 0
+    remove_posters(media_dir, content_hash)
     removed = 0
     for path in media_dir.glob(f"{content_hash}*"):
         if content_hash_of(path) == content_hash:

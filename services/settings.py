@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="longer files are embedded as a background job (202)"
     )
     job_workers: int = Field(default=2, ge=1, description="threads running background jobs")
+    shutdown_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="on SIGTERM, open requests and then running background jobs get this long "
+        "in all to finish; jobs still running after it stay queued for the next start",
+    )
     index_type: IndexType = "flat"
     index_backend: IndexBackendName = Field(
         default="faiss",

@@ -2,11 +2,15 @@
 
 ``create_app(settings)`` builds an app; nothing heavy happens at import or in ``create_app``:
 the model is loaded and the index opened in the lifespan. Without ``settings`` the lifespan
-takes them from the ``get_settings`` dependency (which tests may override).
+takes them from the ``get_settings`` dependency (which tests may override). On shutdown the
+lifespan gives running jobs what is left of ``AVID_SHUTDOWN_GRACE_S`` since the server was
+told to stop (``app.state.shutdown_clock``, started by ``services.api.server``; all of it
+when nothing started the clock, as under TestClient).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -29,6 +33,22 @@ belongs to, a video the sounds that fit it. Errors are `{"error": {"code", "mess
 """
 
 
+class ShutdownClock:
+    """When the server was first told to stop, and how much of a grace period is left."""
+
+    def __init__(self) -> None:
+        self.began: float | None = None
+
+    def start(self) -> None:
+        if self.began is None:
+            self.began = time.monotonic()
+
+    def left(self, grace_s: float) -> float:
+        if self.began is None:
+            return grace_s
+        return max(0.0, self.began + grace_s - time.monotonic())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = ServiceMetrics()
 
@@ -43,7 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             app.state.services = None
-            await run_in_threadpool(state.close)
+            grace_s = app.state.shutdown_clock.left(resolved.shutdown_grace_s)
+            await run_in_threadpool(state.close, grace_s)
 
     app = FastAPI(
         title="AVID embedding service",
@@ -52,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = None
+    app.state.shutdown_clock = ShutdownClock()
     install_exception_handlers(app)
     app.add_middleware(RequestGuardMiddleware)
     routers = [module.router for module in (embed, batch, search, items, jobs, health, page)]

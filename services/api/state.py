@@ -55,8 +55,10 @@ class ServiceState:
                 report[name] = False
         return report
 
-    def close(self) -> None:
-        for stop in (self.jobs.close, self.backend.close, self.store.close):
+    def close(self, grace_s: float | None = None) -> None:
+        """Stop the jobs (running ones get up to ``grace_s``; see ``ThreadJobRunner.close``),
+        then the model, then the index."""
+        for stop in (partial(self.jobs.close, grace_s), self.backend.close, self.store.close):
             try:
                 stop()
             except Exception:

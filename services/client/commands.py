@@ -1,4 +1,4 @@
-"""``avid client ingest|search|items``: a running service, from the command line.
+"""``avid client ingest|search|items|delete|patch``: a running service, from the command line.
 
 The parsers are built here and registered by ``services.cli``; the work imports httpx (and
 tqdm) only when a command runs. ``--url`` defaults to ``$AVID_URL`` (else
@@ -30,7 +30,7 @@ HASH_CHUNK = 1 << 20
 def register_client(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "client",
-        help="use a running service: ingest files, search, list items",
+        help="use a running service: ingest files, search, list, delete or patch items",
         description="Talk to a running `avid serve` over HTTP.",
     )
     commands = parser.add_subparsers(dest="client_command", required=True, metavar="COMMAND")
@@ -81,6 +81,38 @@ def register_client(subparsers: Subparsers) -> None:
     items.add_argument("--kind", choices=("video", "audio"))
     items.add_argument("--json", action="store_true", help="print the items as JSON lines")
     items.set_defaults(func=cmd_items)
+
+    delete = commands.add_parser(
+        "delete",
+        help="delete stored items by id",
+        description="Delete items (their vectors, and their kept media unless another item "
+        "holds the same content). Exit status 0 when every id was deleted, 1 when some were "
+        "not (listed with the service's answer, e.g. 404 not_found), 2 on an error.",
+    )
+    _add_connection(delete)
+    delete.add_argument("ids", nargs="+", metavar="ID")
+    delete.set_defaults(func=cmd_delete)
+
+    patch = commands.add_parser(
+        "patch",
+        help="change a stored item's metadata",
+        description="Merge changes into an item's metadata (a JSON merge patch: a null value "
+        "removes the key) and print the metadata it then has. Exit status 2 when the service "
+        "refuses (unknown id: 404; bad metadata: 422).",
+    )
+    _add_connection(patch)
+    patch.add_argument("id", metavar="ID")
+    patch.add_argument("--metadata", help='a JSON object to merge, e.g. \'{"label": "dog"}\'')
+    patch.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="assignments",
+        metavar="KEY=VALUE",
+        help="set one key (repeatable); VALUE is read as JSON when it parses (3, true, null, "
+        '"x"), else taken as a string',
+    )
+    patch.set_defaults(func=cmd_patch)
 
 
 def _add_connection(p: argparse.ArgumentParser) -> None:
@@ -282,6 +314,61 @@ def cmd_items(args: argparse.Namespace) -> int:
             print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         more = " (more: use the API's cursor)" if page.next_cursor else ""
         print(f"{len(page.items)} of {page.total} items{more}")
+        return 0
+
+    return _reaching(run, args)
+
+
+# ----------------------------------------------------------------------------- delete
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from services.client.http_client import ClientError
+
+    def run(args: argparse.Namespace) -> int:
+        failed = 0
+        with _client(args) as client:
+            for item_id in dict.fromkeys(args.ids):
+                try:
+                    client.delete(item_id)
+                except ClientError as exc:
+                    if exc.status not in range(400, 500) or exc.status in (401, 403):
+                        raise  # the service or the key, not this id: stop (exit status 2)
+                    print(f"failed: {item_id}: {exc}", file=sys.stderr)
+                    failed += 1
+                else:
+                    print(f"deleted {item_id}")
+        return 1 if failed else 0
+
+    return _reaching(run, args)
+
+
+# ----------------------------------------------------------------------------- patch
+
+
+def metadata_patch(raw: str | None, assignments: list[str]) -> dict[str, Any]:
+    """``--metadata`` merged with the ``--set KEY=VALUE`` options (which win)."""
+    patch = _json_object(raw, "metadata") or {}
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        if not sep or not key:
+            raise CommandError(f"--set {assignment!r}: expected KEY=VALUE")
+        try:
+            patch[key] = json.loads(text)
+        except ValueError:
+            patch[key] = text
+    if not patch:
+        raise CommandError("nothing to change: give --metadata JSON or --set KEY=VALUE")
+    return patch
+
+
+def cmd_patch(args: argparse.Namespace) -> int:
+    patch = metadata_patch(args.metadata, args.assignments)
+
+    def run(args: argparse.Namespace) -> int:
+        with _client(args) as client:
+            item = client.update_metadata(args.id, patch)
+        print(json.dumps({"id": item.id, "metadata": item.metadata}))
         return 0
 
     return _reaching(run, args)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from avid_model.command_args import CommandError
@@ -20,6 +21,7 @@ from services import cli as service_cli
 from services import settings as settings_module
 from services.api.app import create_app
 from services.api.errors import job_error
+from services.api.server import GracefulServer
 from services.jobs import JobNotFound, Progress, RunnerClosed, ThreadJobRunner
 from services.settings import Settings, StartupError, get_settings
 from tests.services.conftest import Media, SettingsFactory, service_settings
@@ -452,10 +454,9 @@ def serve_parser() -> argparse.ArgumentParser:
 def test_avid_serve_runs_uvicorn_with_the_options(
     monkeypatch: pytest.MonkeyPatch, checkpoint_dir: Path, tmp_path: Path
 ) -> None:
-    calls: list[dict[str, Any]] = []
-    import uvicorn
-
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    calls: list[uvicorn.Config] = []
+    monkeypatch.setattr(GracefulServer, "run", lambda self: calls.append(self.config))
+    monkeypatch.setattr(settings_module, "get_settings", lambda: Settings(shutdown_grace_s=2.5))
     args = serve_parser().parse_args(
         [
             "serve",
@@ -468,8 +469,8 @@ def test_avid_serve_runs_uvicorn_with_the_options(
         ]
     )
     assert args.func(args) == 0
-    assert calls[0]["host"] == "127.0.0.1"
-    assert calls[0]["port"] == 8123
+    assert (calls[0].host, calls[0].port) == ("127.0.0.1", 8123)
+    assert calls[0].timeout_graceful_shutdown == 3  # the grace, rounded up to whole seconds
     settings = service_cli.settings_from_args(args)
     assert (settings.checkpoint, settings.data_dir) == (checkpoint_dir, tmp_path)
 

@@ -152,3 +152,35 @@ def test_cli_errors_are_one_line(
     assert "401 unauthorized: invalid API key" in capsys.readouterr().err
     assert main(["client", "search", "/no/such.wav", "--url", server.url]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_cli_patch_and_delete_items(
+    client: AvidClient, server: ServerProcess, media: Media, capsys: pytest.CaptureFixture[str]
+) -> None:
+    connection = ["--url", server.url, "--key", KEY]
+    first = client.embed(media.short_video, metadata={"label": "a", "n": 1}).id
+    second = client.embed(media.wav).id
+    assert first is not None
+    assert second is not None
+
+    patch = ["client", "patch", first, *connection]
+    assert main([*patch, "--metadata", '{"n": null, "set": "x"}', "--set", "label=b"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == {"id": first, "metadata": {"label": "b", "set": "x"}}
+    assert main([*patch, "--set", "n=3", "--set", "ok=true"]) == 0
+    capsys.readouterr()
+    assert client.item(first).metadata == {"label": "b", "set": "x", "n": 3, "ok": True}
+    assert main([*patch]) == 2
+    assert "nothing to change" in capsys.readouterr().err
+    assert main([*patch, "--set", "novalue"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+    assert main(["client", "patch", "no-such-id", *connection, "--set", "a=1"]) == 2
+    assert "404" in capsys.readouterr().err
+
+    assert main(["client", "delete", first, "no-such-id", second, *connection]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [f"deleted {first}", f"deleted {second}"]
+    assert "failed: no-such-id: 404" in captured.err
+    assert list(client.iter_items()) == []
+    assert main(["client", "delete", first, "--url", server.url, "--key", "nope"]) == 2
+    assert "401" in capsys.readouterr().err

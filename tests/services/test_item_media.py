@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from services import item_media, media_files
 from services.api.app import create_app
 from services.uploads import sanitised_name
 from tests.services.conftest import Media, SettingsFactory, frames, service_settings
@@ -125,6 +126,51 @@ def test_poster_is_a_jpeg_of_the_picture_at_the_time_or_of_the_waveform(
     assert not inked[-15:].any()
     assert_error(client.get(f"/items/{video_id}/poster", params={"at": -1}), 422, "invalid_request")
     assert_error(client.get("/items/nope/poster"), 404, "not_found")
+
+
+def test_posters_are_decoded_once_then_cached_and_go_with_the_item(
+    make_settings: SettingsFactory, media: Media, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[str] = []
+    for name in ("poster_jpeg", "waveform_jpeg"):
+        real = getattr(item_media, name)
+
+        def counting(path: Path, *args: Any, _real: Any = real, _name: str = name) -> bytes:
+            decoded.append(_name)
+            jpeg: bytes = _real(path, *args)
+            return jpeg
+
+        monkeypatch.setattr(item_media, name, counting)
+    settings = make_settings()
+    with TestClient(create_app(settings)) as client:
+        video = client.get(f"/items/{post(client, 'video', media.short_video, 'a.mp4')['id']}")
+        sound = client.get(f"/items/{post(client, 'audio', media.wav, 'tone.wav')['id']}")
+        video, sound = video.json(), sound.json()
+        first = client.get(f"/items/{video['id']}/poster")
+        again = client.get(f"/items/{video['id']}/poster")
+        assert first.status_code == again.status_code == 200
+        assert first.content == again.content
+        at = client.get(f"/items/{video['id']}/poster", params={"at": 0.5}).content
+        assert at == client.get(f"/items/{video['id']}/poster", params={"at": 0.5}).content
+        waves = [client.get(f"/items/{sound['id']}/poster").content for _ in range(2)]
+        assert waves[0] == waves[1]
+        assert decoded == ["poster_jpeg", "poster_jpeg", "waveform_jpeg"]  # once each
+
+        video_posters = media_files.poster_dir(settings.media_dir, video["content_hash"])
+        assert (video_posters / "video-1000.jpg").read_bytes() == first.content  # mid-file
+        assert (video_posters / "video-500.jpg").read_bytes() == at
+        sound_posters = media_files.poster_dir(settings.media_dir, sound["content_hash"])
+        assert (sound_posters / "audio.jpg").read_bytes() == waves[0]
+
+        assert client.delete(f"/items/{video['id']}").status_code == 204
+        assert not video_posters.exists()
+        assert sound_posters.exists()
+        assert client.get(f"/items/{video['id']}/poster").status_code == 404
+    # Posters of content no item holds (a crash mid-delete) are swept at the next start.
+    (settings.media_dir / media_files.POSTER_DIR / ("0" * 64)).mkdir()
+    with TestClient(create_app(settings)):
+        assert sound_posters.exists()
+        assert not (settings.media_dir / media_files.POSTER_DIR / ("0" * 64)).exists()
 
 
 def test_patch_merges_into_the_metadata_and_search_shows_it(

@@ -14,10 +14,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from avid_model.media_writer import write_media
 from services.api.app import create_app
 from services.job_records import JobRecords
 from services.jobs import MAX_ATTEMPTS, JobStatus, Progress, RunnerClosed, ThreadJobRunner
-from tests.services.conftest import Media, SettingsFactory
+from tests.services.conftest import FPS, RATE, Media, SettingsFactory, frames, tone
 from tests.services.server_process import ServerProcess
 from tests.services.test_api import upload
 
@@ -59,6 +60,60 @@ def test_close_finishes_running_jobs_and_keeps_queued_ones_for_the_next_start(
     assert wait_for(again, waiting.id, {"done", "failed"}).result == {"n": 2}
     assert seen == [1, 2]
     again.close()
+
+
+def test_close_abandons_a_job_still_running_after_the_grace_and_the_next_start_runs_it(
+    tmp_path: Path,
+) -> None:
+    stuck, release = threading.Event(), threading.Event()
+
+    def handler(payload: Mapping[str, Any], progress: Progress) -> dict[str, Any]:
+        if payload["n"] == 1 and not stuck.is_set():  # the first run blocks (a stuck decode)
+            stuck.set()
+            release.wait(20)
+            progress(0.9)  # too late: the runner closed; nothing of this run is recorded
+            return {"n": 1, "run": "abandoned"}
+        return {"n": payload["n"], "run": "again"}
+
+    db = tmp_path / "items.sqlite3"
+    runner = ThreadJobRunner(handler, records=JobRecords(db), workers=1)
+    blocked, waiting = runner.submit({"n": 1}), runner.submit({"n": 2})
+    wait_for(runner, blocked.id, {"running"})
+    started = time.monotonic()
+    runner.close(grace_s=0.5)
+    took = time.monotonic() - started
+    assert 0.4 < took < 2.0, took
+    records = JobRecords(db)
+    left = records.get(blocked.id)
+    assert left is not None
+    assert (left["state"], left["progress"], left["attempts"]) == ("queued", 0.0, 1)
+    assert records.get(waiting.id)["state"] == "queued"  # type: ignore[index]
+    release.set()  # the abandoned thread ends now and writes nothing
+    time.sleep(0.2)
+    assert records.get(blocked.id)["state"] == "queued"  # type: ignore[index]
+    # The next start runs both.
+    again = ThreadJobRunner(handler, records=records, workers=1)
+    assert again.resume(lambda payload: None) == (2, 0)
+    done = wait_for(again, blocked.id, {"done", "failed"})
+    assert (done.state, done.result) == ("done", {"n": 1, "run": "again"})
+    assert wait_for(again, waiting.id, {"done", "failed"}).state == "done"
+    assert records.get(blocked.id)["attempts"] == 2  # type: ignore[index]
+    again.close(grace_s=5)
+
+
+def test_close_with_memory_records_fails_an_abandoned_job_with_shutdown() -> None:
+    release = threading.Event()
+    runner = ThreadJobRunner(lambda payload, progress: {"ok": release.wait(20)}, workers=1)
+    job = runner.submit({})
+    wait_for(runner, job.id, {"running"})
+    runner.close(grace_s=0.1)
+    release.set()
+    time.sleep(0.1)
+    status = runner.status(job.id)
+    assert (status.state, status.error) == (
+        "failed",
+        {"code": "shutdown", "message": "the service stopped first"},
+    )
 
 
 def test_resume_fails_lost_jobs_with_a_reason(tmp_path: Path) -> None:
@@ -172,5 +227,48 @@ def test_sigterm_finishes_the_running_job_and_the_next_start_runs_the_queued_one
         server.start()
         bodies = wait_until_finished(server.url, ids)
         assert [b["state"] for b in bodies] == ["done"] * len(ids), bodies
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_within_the_grace_and_the_next_start_runs_the_abandoned_job(
+    checkpoint_dir: Path, tmp_path: Path
+) -> None:
+    # A 90 s video: its job takes several seconds on the tiny model, longer than the grace.
+    long_video = tmp_path / "long.mp4"
+    seconds = 90.0
+    write_media(
+        long_video, video=frames(seconds, 3), fps=FPS, audio=tone(seconds, 330.0), sample_rate=RATE
+    )
+    grace = 2.0
+    env = {"AVID_SYNC_MAX_SECONDS": "0", "AVID_JOB_WORKERS": "1", "AVID_SHUTDOWN_GRACE_S": "2"}
+    server = ServerProcess(checkpoint_dir, tmp_path / "data", tmp_path / "serve.log", **env)
+    try:
+        server.start(timeout=180)
+        with long_video.open("rb") as file:
+            response = httpx.post(
+                f"{server.url}/embed/video", files={"file": (long_video.name, file)}, timeout=30
+            )
+        assert response.status_code == 202, response.text
+        job_id = response.json()["job_id"]
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{server.url}/jobs/{job_id}", timeout=5).json()["state"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        started = time.monotonic()
+        assert server.terminate(timeout=grace + 10) == 0, server.log()
+        took = time.monotonic() - started
+        assert took < grace + 8, (took, server.log())
+        assert "left queued for the next start" in server.log()
+        records = JobRecords(tmp_path / "data" / "index" / "items.sqlite3")
+        left = records.get(job_id)
+        records.close()
+        assert left is not None
+        assert left["state"] == "queued", left
+        server.start(timeout=180)
+        (body,) = wait_until_finished(server.url, [job_id], timeout=120)
+        assert body["state"] == "done", body
+        assert httpx.get(f"{server.url}/items").json()["total"] == 1
     finally:
         server.stop()

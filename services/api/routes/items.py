@@ -155,10 +155,6 @@ def item_poster(
     """A JPEG picture: of a video item, its frame at ``at`` seconds (default: the middle; at
     most 320 px on its longer side); of an audio item, its waveform (320x120)."""
     kept = item_media.kept_file(store, settings.media_dir, item_id)
-    if kept.record.kind == "audio":
-        jpeg = item_media.waveform_jpeg(kept.path)
-    else:
-        when = kept.record.duration / 2 if at is None else min(at, kept.record.duration)
-        jpeg = item_media.poster_jpeg(kept.path, when)
+    jpeg = item_media.item_poster(settings.media_dir, kept, at)  # decoded once, then cached
     headers = {"Cache-Control": "private, max-age=3600"}
     return Response(jpeg, media_type="image/jpeg", headers=headers)
