@@ -23,12 +23,21 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from services.errors import Unavailable
-from services.job_records import JOB_STATES, JobRecords, JobState
+from services.job_records import JOB_STATES, JobRecords, JobRecordStore, JobState
 
-__all__ = ["JOB_STATES", "JobNotFound", "JobRunner", "JobState", "JobStatus", "ThreadJobRunner"]
+__all__ = [
+    "JOB_STATES",
+    "JobNotFound",
+    "JobRunner",
+    "JobState",
+    "JobStatus",
+    "ThreadJobRunner",
+    "open_job_records",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +96,16 @@ class JobRunner(Protocol):
     def close(self) -> None: ...
 
 
+def open_job_records(database_url: str | None, sqlite_path: Path, owner: str) -> JobRecordStore:
+    """The records in ``sqlite_path`` (``database_url`` None), else in that PostgreSQL,
+    where ``owner`` (this process's data directory) marks the jobs it accepts."""
+    if database_url is None:
+        return JobRecords(sqlite_path)
+    from services.postgres_job_records import PostgresJobRecords
+
+    return PostgresJobRecords(database_url, owner)
+
+
 def _generic_error(exc: Exception) -> dict[str, str]:
     return {"code": "internal", "message": "the job failed unexpectedly"}
 
@@ -99,7 +118,7 @@ class ThreadJobRunner:
         self,
         handler: JobHandler,
         *,
-        records: JobRecords | None = None,
+        records: JobRecordStore | None = None,
         workers: int = 2,
         keep_finished: int = 1000,
         describe_error: ErrorDescriber = _generic_error,
@@ -107,7 +126,7 @@ class ThreadJobRunner:
         self._handler = handler
         self._describe_error = describe_error
         self._keep_finished = keep_finished
-        self._records = records if records is not None else JobRecords(":memory:")
+        self._records: JobRecordStore = records if records is not None else JobRecords(":memory:")
         self._owns_records = records is None
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="avid-job")

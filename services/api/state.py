@@ -19,9 +19,9 @@ from services.api.errors import job_error
 from services.api.metrics import ServiceMetrics
 from services.embedding import EmbeddingBackend, LocalEmbeddingBackend, media_limits
 from services.index import IndexStore, SnapshotPolicy
+from services.index.data_dir_lock import data_dir_id
 from services.ingest import job_input_missing, run_embed_job
-from services.job_records import JobRecords
-from services.jobs import JobRunner, ThreadJobRunner
+from services.jobs import JobRunner, ThreadJobRunner, open_job_records
 from services.media_files import remove_orphans
 from services.settings import Settings
 from services.worker.backend import CeleryEmbeddingBackend
@@ -95,6 +95,7 @@ def start_services(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
             index_type=settings.index_type,
             snapshots=snapshots,
             backend=settings.index_backend_of(),
+            database_url=settings.database_url,
         )
     except BaseException:
         backend.close()
@@ -103,7 +104,9 @@ def start_services(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
         directory.mkdir(parents=True, exist_ok=True)
     jobs = ThreadJobRunner(
         partial(run_embed_job, backend=backend, store=store),
-        records=JobRecords(store.database_path),
+        records=open_job_records(
+            settings.database_url, store.database_path, owner=data_dir_id(store.data_dir)
+        ),
         workers=settings.job_workers,
         describe_error=job_error,
     )
