@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from services.database import tables as t
 from services.database.engine import open_engine
@@ -35,7 +35,7 @@ _COLUMNS = (
 )
 
 
-def _rows(rows: list[Row[Any]]) -> list[dict[str, Any]]:
+def _rows(rows: Sequence[Any]) -> list[dict[str, Any]]:
     return [job_row(tuple(r)) for r in rows]
 
 
@@ -102,7 +102,7 @@ class PostgresJobRecords:
         ):
             total = int(c.execute(count).scalar_one())
             rows = c.execute(query.limit(limit).offset(offset)).all()
-        return _rows(list(rows)), total
+        return _rows(rows), total
 
     def unfinished(self) -> list[dict[str, Any]]:
         """This owner's queued and running jobs, oldest first (what a restarted service takes
@@ -113,7 +113,7 @@ class PostgresJobRecords:
                 .where(t.jobs.c.state.in_(UNFINISHED), t.jobs.c.owner == self.owner)
                 .order_by(t.jobs.c.created_at, t.jobs.c.job_id)
             ).all()
-        return _rows(list(rows))
+        return _rows(rows)
 
     def counts(self) -> dict[JobState, int]:
         out: dict[JobState, int] = dict.fromkeys(JOB_STATES, 0)

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Row, and_, delete, func, insert, select, text, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from services.database import tables as t
@@ -59,7 +59,7 @@ _SHARED_LOCK = text("SELECT pg_advisory_xact_lock_shared(:key)").bindparams(key=
 _ROW_SEQUENCE = text("SELECT last_value, is_called FROM windows_row_id_seq")
 
 
-def _row_triples(rows: Sequence[Row[Any]]) -> list[tuple[int, Modality, str]]:
+def _row_triples(rows: Sequence[Any]) -> list[tuple[int, Modality, str]]:
     return [(int(r[0]), r[1], r[2]) for r in rows]
 
 
@@ -353,7 +353,7 @@ class PostgresMetadataDB:
             ),
         )
 
-    def _vectors(self, rows: Sequence[Row[Any]]) -> tuple[IdArray, FloatArray]:
+    def _vectors(self, rows: Sequence[Any]) -> tuple[IdArray, FloatArray]:
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
         return ids, vectors.reshape(-1, self.dim).astype(np.float32)
@@ -383,7 +383,7 @@ class PostgresMetadataDB:
     def vectors_by_ids(self, row_ids: IdArray) -> tuple[IdArray, FloatArray]:
         """(ids, vectors) of the rows among ``row_ids`` that exist, in row order."""
         w = t.windows.c
-        found: list[Row[Any]] = []
+        found: list[Any] = []
         with self._reading() as c:
             for chunk in in_chunks([int(i) for i in row_ids]):
                 found += c.execute(
