@@ -9,7 +9,7 @@ and their updates small. ``":memory:"`` keeps them in memory only (tests, tools)
 
 ``JobRecordStore`` is the contract; ``PostgresJobRecords`` (``postgres_job_records``) keeps
 the records in the PostgreSQL database of ``AVID_DATABASE_URL`` instead, where several API
-processes see each other's jobs. ``jobs.open_job_records`` picks one.
+processes see each other's jobs.
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from services.errors import Unavailable
@@ -36,7 +35,6 @@ __all__ = [
     "JobState",
     "JobStatus",
     "ThreadJobRunner",
-    "open_job_records",
 ]
 
 log = logging.getLogger(__name__)
@@ -94,16 +92,6 @@ class JobRunner(Protocol):
     def counts(self) -> dict[JobState, int]: ...
 
     def close(self) -> None: ...
-
-
-def open_job_records(database_url: str | None, sqlite_path: Path, owner: str) -> JobRecordStore:
-    """The records in ``sqlite_path`` (``database_url`` None), else in that PostgreSQL,
-    where ``owner`` (this process's data directory) marks the jobs it accepts."""
-    if database_url is None:
-        return JobRecords(sqlite_path)
-    from services.postgres_job_records import PostgresJobRecords
-
-    return PostgresJobRecords(database_url, owner)
 
 
 def _generic_error(exc: Exception) -> dict[str, str]:

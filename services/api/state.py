@@ -21,7 +21,8 @@ from services.embedding import EmbeddingBackend, LocalEmbeddingBackend, media_li
 from services.index import IndexStore, SnapshotPolicy
 from services.index.data_dir_lock import data_dir_id
 from services.ingest import job_input_missing, run_embed_job
-from services.jobs import JobRunner, ThreadJobRunner, open_job_records
+from services.job_records import JobRecords, JobRecordStore
+from services.jobs import JobRunner, ThreadJobRunner
 from services.media_files import remove_orphans
 from services.settings import Settings
 from services.worker.backend import CeleryEmbeddingBackend
@@ -84,6 +85,16 @@ def _start_backend(
     return remote, {"broker": remote.broker_is_reachable, "workers": remote.live_worker_count}
 
 
+def _job_records(settings: Settings, store: IndexStore) -> JobRecordStore:
+    """Beside the items: in the store's SQLite file, or in ``AVID_DATABASE_URL``'s database
+    (marked as this data directory's, so that only this replica resumes them)."""
+    if settings.database_url is None:
+        return JobRecords(store.database_path)
+    from services.postgres_job_records import PostgresJobRecords
+
+    return PostgresJobRecords(settings.database_url, owner=data_dir_id(store.data_dir))
+
+
 def start_services(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
     """Load the model (or reach the workers), open the index, start the job threads."""
     backend, backend_checks = _start_backend(settings, metrics)
@@ -104,9 +115,7 @@ def start_services(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
         directory.mkdir(parents=True, exist_ok=True)
     jobs = ThreadJobRunner(
         partial(run_embed_job, backend=backend, store=store),
-        records=open_job_records(
-            settings.database_url, store.database_path, owner=data_dir_id(store.data_dir)
-        ),
+        records=_job_records(settings, store),
         workers=settings.job_workers,
         describe_error=job_error,
     )

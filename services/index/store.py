@@ -12,6 +12,11 @@ commit) before the FAISS index is touched, so once ``add_item`` returns the item
 ``kill -9`` or a power cut. The FAISS indexes are snapshotted atomically every
 ``SnapshotPolicy`` changes/seconds and on ``close()``; on open the snapshot is loaded and only
 the newer SQLite rows (and deletes) are replayed, or the index is rebuilt from SQLite.
+
+With ``database_url`` the items live in PostgreSQL instead (``item_database``): the same
+contract, and writes that stay one at a time when several stores, each in its own process
+and directory, share the database; each store's FAISS index holds its own writes and what
+it found in the database on open (the replay above picks up the others' rows).
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from services.jobs import (
     Progress,
     RunnerClosed,
     ThreadJobRunner,
-    open_job_records,
 )
+from services.postgres_job_records import PostgresJobRecords
 from tests.services.conftest import Media, SettingsFactory
 from tests.services.server_process import ServerProcess
 from tests.services.test_api import upload
@@ -39,7 +39,9 @@ def open_records(tmp_path: Path, database_url: str | None) -> OpenRecords:
     test's PostgreSQL database."""
 
     def _open(owner: str = "here") -> JobRecordStore:
-        return open_job_records(database_url, tmp_path / "items.sqlite3", owner=owner)
+        if database_url is None:
+            return JobRecords(tmp_path / "items.sqlite3")
+        return PostgresJobRecords(database_url, owner)
 
     return _open
 
@@ -107,7 +109,7 @@ def test_resume_fails_lost_jobs_with_a_reason(open_records: OpenRecords) -> None
 def test_replicas_list_every_job_and_resume_only_their_own(postgres_url: str) -> None:
     """Two processes' records in one PostgreSQL database: each lists both's jobs; a
     restarted one takes up its own unfinished jobs, never one the other is running."""
-    mine, theirs = (open_job_records(postgres_url, Path("unused"), owner=o) for o in "ab")
+    mine, theirs = (PostgresJobRecords(postgres_url, owner) for owner in "ab")
     queued = mine.insert("mine", {"path": "a.mp4"})["id"]
     running = theirs.insert("theirs", {"path": "b.mp4"})["id"]
     theirs.update(running, state="running", bump_attempts=True)
