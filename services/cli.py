@@ -90,8 +90,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from services.api.server import run_server
 
     settings = settings_from_args(args)
+    check_database_of(settings)
     run_server(create_app(settings), settings, log_level=args.log_level)
     return 0
+
+
+def check_database_of(settings: Settings) -> None:
+    """Reach and migrate ``AVID_DATABASE_URL``'s database now: a clear message, not a
+    traceback from inside uvicorn's startup."""
+    if settings.database_url is None:
+        return
+    from services.database.engine import DatabaseError, check_database
+
+    try:
+        check_database(settings.database_url)
+    except DatabaseError as exc:
+        raise CommandError(f"{exc} (check AVID_DATABASE_URL)") from exc
 
 
 # ----------------------------------------------------------------------------- avid worker
@@ -210,6 +224,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     from services.reindex.run import ReindexError, reindex
 
     settings = reindex_settings(args)
+    check_database_of(settings)
     try:
         summary = reindex(
             settings, jobs=args.jobs, dry_run=args.dry_run, show_progress=sys.stderr.isatty()

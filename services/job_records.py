@@ -6,6 +6,10 @@ progress, attempts, and its result or error. WAL with ``synchronous=NORMAL`` on 
 connection: a committed change survives ``kill -9`` (the WAL is in the OS's hands at once; only
 a power cut may lose the last progress updates). One connection, behind a lock: jobs are few
 and their updates small. ``":memory:"`` keeps them in memory only (tests, tools).
+
+``JobRecordStore`` is the contract; ``PostgresJobRecords`` (``postgres_job_records``) keeps
+the records in the PostgreSQL database of ``AVID_DATABASE_URL`` instead, where several API
+processes see each other's jobs.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 JobState = Literal["queued", "running", "done", "failed"]
 JOB_STATES: tuple[JobState, ...] = ("queued", "running", "done", "failed")
@@ -43,6 +47,46 @@ def _load(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+class JobRecordStore(Protocol):
+    """What the job runner needs of its records (rows: plain dicts of the columns)."""
+
+    persistent: bool
+
+    def insert(self, job_id: str, payload: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def update(self, job_id: str, **changes: Any) -> None: ...
+
+    def get(self, job_id: str) -> dict[str, Any] | None: ...
+
+    def page(
+        self, state: JobState | None, offset: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int]: ...
+
+    def unfinished(self) -> list[dict[str, Any]]: ...
+
+    def counts(self) -> dict[JobState, int]: ...
+
+    def forget_finished(self, keep: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def job_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A record as a dict, from a row of the ``_COLUMNS`` (JSON columns decoded)."""
+    job_id, state, progress, payload, result, error, attempts, created, updated = row
+    return {
+        "id": job_id,
+        "state": state,
+        "progress": float(progress),
+        "payload": _load(payload),
+        "result": _load(result),
+        "error": _load(error),
+        "attempts": int(attempts),
+        "created_at": float(created),
+        "updated_at": float(updated),
+    }
+
+
 class JobRecords:
     """The ``jobs`` table (see the module doc). Rows are plain dicts of the columns."""
 
@@ -59,18 +103,7 @@ class JobRecords:
         self._conn.executescript(SCHEMA)
 
     def _row(self, row: tuple[Any, ...]) -> dict[str, Any]:
-        job_id, state, progress, payload, result, error, attempts, created, updated = row
-        return {
-            "id": job_id,
-            "state": state,
-            "progress": float(progress),
-            "payload": _load(payload),
-            "result": _load(result),
-            "error": _load(error),
-            "attempts": int(attempts),
-            "created_at": float(created),
-            "updated_at": float(updated),
-        }
+        return job_row(row)
 
     def insert(self, job_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         now = time.time()

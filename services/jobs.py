@@ -31,9 +31,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services.errors import Unavailable
-from services.job_records import JOB_STATES, JobRecords, JobState
+from services.job_records import JOB_STATES, JobRecords, JobRecordStore, JobState
 
-__all__ = ["JOB_STATES", "JobNotFound", "JobRunner", "JobState", "JobStatus", "ThreadJobRunner"]
+__all__ = [
+    "JOB_STATES",
+    "JobNotFound",
+    "JobRunner",
+    "JobState",
+    "JobStatus",
+    "ThreadJobRunner",
+]
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +111,7 @@ class ThreadJobRunner:
         self,
         handler: JobHandler,
         *,
-        records: JobRecords | None = None,
+        records: JobRecordStore | None = None,
         workers: int = 2,
         keep_finished: int = 1000,
         describe_error: ErrorDescriber = _generic_error,
@@ -112,7 +119,7 @@ class ThreadJobRunner:
         self._handler = handler
         self._describe_error = describe_error
         self._keep_finished = keep_finished
-        self._records = records if records is not None else JobRecords(":memory:")
+        self._records: JobRecordStore = records if records is not None else JobRecords(":memory:")
         self._owns_records = records is None
         self._lock = threading.Lock()
         self._closed = False

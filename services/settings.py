@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from avid_model.checkpoint import DEFAULT_CHECKPOINT
 from avid_model.command_args import CommandError
+from services.database.url import check_database_url
 from services.index import IndexType
 from services.index.backend_choice import make_backend
 from services.index.index_backend import IndexBackend, IndexBackendName
@@ -110,6 +111,12 @@ class Settings(BaseSettings):
         description="a local *.db file runs Milvus Lite embedded, an http(s):// URL a Milvus "
         "server; None: <data_dir>/index/milvus.db",
     )
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://user:password@host:5432/db : items and jobs in PostgreSQL, "
+        "shareable by several API processes (each with its own data dir); None: SQLite "
+        "files in the data dir",
+    )
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = Field(
@@ -126,8 +133,19 @@ class Settings(BaseSettings):
     def _milvus_uri_shape(cls, value: str | None) -> str | None:
         return None if value is None else check_milvus_uri(value)
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_shape(cls, value: str | None) -> str | None:
+        return None if value is None else check_database_url(value)
+
     @field_validator(
-        "api_key", "read_api_key", "broker_url", "result_backend", "milvus_uri", mode="before"
+        "api_key",
+        "read_api_key",
+        "broker_url",
+        "result_backend",
+        "milvus_uri",
+        "database_url",
+        mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:

@@ -19,8 +19,9 @@ from services.api.errors import job_error
 from services.api.metrics import ServiceMetrics
 from services.embedding import EmbeddingBackend, LocalEmbeddingBackend, media_limits
 from services.index import IndexStore, SnapshotPolicy
+from services.index.data_dir_lock import data_dir_id
 from services.ingest import job_input_missing, run_embed_job
-from services.job_records import JobRecords
+from services.job_records import JobRecords, JobRecordStore
 from services.jobs import JobRunner, ThreadJobRunner
 from services.media_files import remove_orphans
 from services.settings import Settings
@@ -86,6 +87,16 @@ def _start_backend(
     return remote, {"broker": remote.broker_is_reachable, "workers": remote.live_worker_count}
 
 
+def _job_records(settings: Settings, store: IndexStore) -> JobRecordStore:
+    """Beside the items: in the store's SQLite file, or in ``AVID_DATABASE_URL``'s database
+    (marked as this data directory's, so that only this replica resumes them)."""
+    if settings.database_url is None:
+        return JobRecords(store.database_path)
+    from services.postgres_job_records import PostgresJobRecords
+
+    return PostgresJobRecords(settings.database_url, owner=data_dir_id(store.data_dir))
+
+
 def start_services(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
     """Load the model (or reach the workers), open the index, start the job threads."""
     backend, backend_checks = _start_backend(settings, metrics)
@@ -97,6 +108,7 @@ def start_services(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
             index_type=settings.index_type,
             snapshots=snapshots,
             backend=settings.index_backend_of(),
+            database_url=settings.database_url,
         )
     except BaseException:
         backend.close()
@@ -105,7 +117,7 @@ def start_services(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
         directory.mkdir(parents=True, exist_ok=True)
     jobs = ThreadJobRunner(
         partial(run_embed_job, backend=backend, store=store),
-        records=JobRecords(store.database_path),
+        records=_job_records(settings, store),
         workers=settings.job_workers,
         describe_error=job_error,
     )

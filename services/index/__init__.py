@@ -1,5 +1,5 @@
-"""The service's index store: items and window vectors durable in SQLite, searched through
-FAISS (one index per modality). Framework-free: no FastAPI or Celery here."""
+"""The service's index store: items and window vectors durable in SQLite (or PostgreSQL),
+searched through FAISS (one index per modality). Framework-free: no FastAPI or Celery here."""
 
 from services.index.errors import (
     BadItem,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import uuid
 from pathlib import Path
 
 from services.index.errors import StoreLocked
@@ -31,3 +32,18 @@ class DataDirLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def data_dir_id(directory: Path) -> str:
+    """A name for ``directory`` that stays across restarts (``<directory>/ID``, made on first
+    use; the caller holds the directory's lock): which process's job records are whose when
+    several processes share one database."""
+    path = directory / "ID"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    temporary = directory / f"ID.{uuid.uuid4().hex}.tmp"
+    temporary.write_text(uuid.uuid4().hex)
+    os.replace(temporary, path)
+    return path.read_text().strip()

@@ -22,7 +22,7 @@ from services.index.index_persistence import (
     save_snapshot,
 )
 from services.index.index_settings import IndexSpec
-from services.index.metadata import MetadataDB
+from services.index.item_database import ItemDatabase
 from services.index.records import Modality
 from services.index.vector_index import ModalityIndex
 
@@ -37,12 +37,12 @@ class IndexBackend(ABC):
     keeps_snapshots: bool
 
     @abstractmethod
-    def restore(self, db: MetadataDB, identity: SnapshotIdentity, snapshot: Path) -> Restored:
+    def restore(self, db: ItemDatabase, identity: SnapshotIdentity, snapshot: Path) -> Restored:
         """The modality's index, in line with every row of ``db`` of its model version."""
 
     @abstractmethod
     def build(
-        self, db: MetadataDB, spec: IndexSpec, model_version: str, modality: Modality
+        self, db: ItemDatabase, spec: IndexSpec, model_version: str, modality: Modality
     ) -> ModalityIndex:
         """The modality's index made anew from ``db``."""
 
@@ -67,11 +67,11 @@ class FaissBackend(IndexBackend):
     name: IndexBackendName = "faiss"
     keeps_snapshots = True
 
-    def restore(self, db: MetadataDB, identity: SnapshotIdentity, snapshot: Path) -> Restored:
+    def restore(self, db: ItemDatabase, identity: SnapshotIdentity, snapshot: Path) -> Restored:
         return restore_index(db, identity, snapshot)
 
     def build(
-        self, db: MetadataDB, spec: IndexSpec, model_version: str, modality: Modality
+        self, db: ItemDatabase, spec: IndexSpec, model_version: str, modality: Modality
     ) -> ModalityIndex:
         return build_from_db(db, spec, model_version, modality)
 

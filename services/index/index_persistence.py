@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from services.index.faiss_index import FaissIndex, index_from_bytes, new_index
 from services.index.index_settings import IndexSpec
-from services.index.metadata import MetadataDB
+from services.index.item_database import ItemDatabase
 from services.index.records import IdArray, Modality
 from services.index.snapshot_file import SnapshotCorrupt, read_snapshot, write_snapshot
 from services.index.vector_index import ModalityIndex
@@ -67,7 +67,7 @@ class Restored:
 
 
 def build_from_db(
-    db: MetadataDB, spec: IndexSpec, model_version: str, modality: Modality
+    db: ItemDatabase, spec: IndexSpec, model_version: str, modality: Modality
 ) -> FaissIndex:
     """A new index holding every ``modality`` vector of ``model_version`` in SQLite."""
     index = new_index(spec)
@@ -86,7 +86,7 @@ def save_snapshot(
     write_snapshot(path, identity.header(max_row_id), index_bytes, deleted)
 
 
-def restore_index(db: MetadataDB, identity: SnapshotIdentity, path: Path) -> Restored:
+def restore_index(db: ItemDatabase, identity: SnapshotIdentity, path: Path) -> Restored:
     """Load ``path`` and replay newer SQLite rows, or rebuild from SQLite (see module doc)."""
     spec, version, modality = identity.spec, identity.model_version, identity.modality
     reason = _unusable_reason(db, identity, path)
@@ -117,7 +117,7 @@ def restore_index(db: MetadataDB, identity: SnapshotIdentity, path: Path) -> Res
 
 
 def _unusable_reason(
-    db: MetadataDB, identity: SnapshotIdentity, path: Path
+    db: ItemDatabase, identity: SnapshotIdentity, path: Path
 ) -> str | tuple[FaissIndex, dict[str, Any]]:
     try:
         data = read_snapshot(path)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from services.index.item_database import ItemDatabase
 from services.index.item_filter import ItemFilter
-from services.index.metadata import MetadataDB, WindowRef
+from services.index.metadata import WindowRef
 from services.index.records import FloatArray, SearchHit
 from services.index.vector_index import ModalityIndex
 
@@ -23,7 +24,7 @@ _GROWTH = 4
 
 def search_items(
     index: ModalityIndex,
-    db: MetadataDB,
+    db: ItemDatabase,
     queries: FloatArray,
     k: int,
     exclude_item: str | None = None,

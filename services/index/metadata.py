@@ -100,7 +100,7 @@ class ItemSummary:
     file_name: str | None = None
 
 
-def _record(row: sqlite3.Row | tuple[Any, ...]) -> ItemRecord:
+def record_of_row(row: sqlite3.Row | tuple[Any, ...]) -> ItemRecord:
     (item_id, kind, version, content_hash, duration, n_video, n_audio, metadata, created) = row[:9]
     file_name, size_bytes = row[9], row[10]
     return ItemRecord(
@@ -120,7 +120,7 @@ def _record(row: sqlite3.Row | tuple[Any, ...]) -> ItemRecord:
     )
 
 
-def _chunks(values: Sequence[Any], size: int = _SQL_VARS) -> Iterator[Sequence[Any]]:
+def in_chunks(values: Sequence[Any], size: int = _SQL_VARS) -> Iterator[Sequence[Any]]:
     for i in range(0, len(values), size):
         yield values[i : i + size]
 
@@ -341,7 +341,7 @@ class MetadataDB:
         c = conn or self._reader()
         row = c.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE item_id = ?", (item_id,))
         found = row.fetchone()
-        return _record(found) if found else None
+        return record_of_row(found) if found else None
 
     def find_by_content(
         self, content_hash: str, model_version: str, conn: sqlite3.Connection | None = None
@@ -351,7 +351,7 @@ class MetadataDB:
             f"SELECT {_ITEM_COLUMNS} FROM items WHERE content_hash = ? AND model_version = ?",
             (content_hash, model_version),
         ).fetchone()
-        return _record(found) if found else None
+        return record_of_row(found) if found else None
 
     def list_items(
         self, offset: int, limit: int, kind: ItemKind | None, model_version: str | None
@@ -371,7 +371,7 @@ class MetadataDB:
                 f"SELECT {_ITEM_COLUMNS} FROM items{clause} ORDER BY rowid LIMIT ? OFFSET ?",
                 [*args, limit, offset],
             ).fetchall()
-        return [_record(r) for r in rows], total
+        return [record_of_row(r) for r in rows], total
 
     def row_of(self, item_id: str) -> int | None:
         row = self._reader().execute("SELECT rowid FROM items WHERE item_id = ?", (item_id,))
@@ -399,14 +399,14 @@ class MetadataDB:
         more = len(rows) > limit
         rows = rows[:limit]
         next_row = int(rows[-1][0]) if more and rows else None
-        return [_record(r[1:]) for r in rows], total, next_row
+        return [record_of_row(r[1:]) for r in rows], total, next_row
 
     def items_not_of_version(self, model_version: str, limit: int | None) -> list[ItemRecord]:
         rows = self._reader().execute(
             f"SELECT {_ITEM_COLUMNS} FROM items WHERE model_version != ? ORDER BY rowid LIMIT ?",
             (model_version, -1 if limit is None else limit),
         )
-        return [_record(r) for r in rows.fetchall()]
+        return [record_of_row(r) for r in rows.fetchall()]
 
     def holds_content(self, content_hash: str) -> bool:
         """Whether an item of any model version holds ``content_hash``."""
@@ -475,7 +475,7 @@ class MetadataDB:
         """(ids, vectors) of the rows among ``row_ids`` that exist, in row order."""
         conn = self._reader()
         found: list[tuple[int, bytes]] = []
-        for chunk in _chunks([int(i) for i in row_ids]):
+        for chunk in in_chunks([int(i) for i in row_ids]):
             marks = ",".join("?" * len(chunk))
             found += conn.execute(
                 f"SELECT row_id, vector FROM windows WHERE row_id IN ({marks})", list(chunk)
@@ -515,7 +515,7 @@ class MetadataDB:
     def window_refs(self, row_ids: Sequence[int]) -> dict[int, WindowRef]:
         out: dict[int, WindowRef] = {}
         conn = self._reader()
-        for chunk in _chunks(list(row_ids)):
+        for chunk in in_chunks(list(row_ids)):
             marks = ",".join("?" * len(chunk))
             for row_id, item_id, window, start, end in conn.execute(
                 f"SELECT row_id, item_id, window, start_s, end_s FROM windows"
@@ -528,7 +528,7 @@ class MetadataDB:
     def item_summaries(self, item_ids: Sequence[str]) -> dict[str, ItemSummary]:
         out: dict[str, ItemSummary] = {}
         conn = self._reader()
-        for chunk in _chunks(list(item_ids)):
+        for chunk in in_chunks(list(item_ids)):
             marks = ",".join("?" * len(chunk))
             for item_id, kind, metadata, file_name in conn.execute(
                 f"SELECT item_id, kind, metadata, file_name FROM items WHERE item_id IN ({marks})",

@@ -30,7 +30,7 @@ from services.index.index_backend import IndexBackend, IndexBackendName
 from services.index.index_persistence import Restored, SnapshotIdentity
 from services.index.index_settings import IndexSpec
 from services.index.item_checks import MAX_ID_LENGTH
-from services.index.metadata import MetadataDB
+from services.index.item_database import ItemDatabase
 from services.index.milvus_uri import check_milvus_uri, is_milvus_url
 from services.index.records import FloatArray, IdArray, Modality
 from services.index.vector_index import EMPTY_IDS, ModalityIndex, empty_result
@@ -148,7 +148,7 @@ class MilvusIndex(ModalityIndex):
             lo = hi
         return np.array(sorted(found), dtype=np.int64) if found else EMPTY_IDS.copy()
 
-    def reconcile(self, db: MetadataDB, modality: Modality) -> tuple[int, int]:
+    def reconcile(self, db: ItemDatabase, modality: Modality) -> tuple[int, int]:
         """Bring the collection in line with ``db``: (rows upserted, rows deleted)."""
         max_row_id = db.max_row_id()
         self._high_id = max_row_id
@@ -192,7 +192,7 @@ class MilvusBackend(IndexBackend):
                 raise IndexStoreError(f"cannot open Milvus at {self.uri!r}: {exc}") from exc
         return self._client
 
-    def _collection(self, db: MetadataDB, identity: SnapshotIdentity) -> str:
+    def _collection(self, db: ItemDatabase, identity: SnapshotIdentity) -> str:
         """The modality's collection, made (anew, if built with other settings) as needed.
         The build settings are kept in SQLite's store_meta (Milvus Lite does not keep a
         collection's description, nor report HNSW / IVF parameters)."""
@@ -224,7 +224,7 @@ class MilvusBackend(IndexBackend):
             consistency_level="Strong",
         )
 
-    def restore(self, db: MetadataDB, identity: SnapshotIdentity, snapshot: Path) -> Restored:
+    def restore(self, db: ItemDatabase, identity: SnapshotIdentity, snapshot: Path) -> Restored:
         index = MilvusIndex(
             self.client, self._collection(db, identity), identity.spec, identity.model_version
         )
@@ -234,7 +234,7 @@ class MilvusBackend(IndexBackend):
         return Restored(index, "reconciled", detail, added + removed, None)
 
     def build(
-        self, db: MetadataDB, spec: IndexSpec, model_version: str, modality: Modality
+        self, db: ItemDatabase, spec: IndexSpec, model_version: str, modality: Modality
     ) -> ModalityIndex:
         identity = SnapshotIdentity(db.store_id, model_version, modality, spec)
         return self.restore(db, identity, Path()).index

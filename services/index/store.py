@@ -12,6 +12,11 @@ commit) before the FAISS index is touched, so once ``add_item`` returns the item
 ``kill -9`` or a power cut. The FAISS indexes are snapshotted atomically every
 ``SnapshotPolicy`` changes/seconds and on ``close()``; on open the snapshot is loaded and only
 the newer SQLite rows (and deletes) are replayed, or the index is rebuilt from SQLite.
+
+With ``database_url`` the items live in PostgreSQL instead (``item_database``): the same
+contract, and writes that stay one at a time when several stores, each in its own process
+and directory, share the database; each store's FAISS index holds its own writes and what
+it found in the database on open (the replay above picks up the others' rows).
 """
 
 from __future__ import annotations
@@ -51,9 +56,9 @@ from services.index.item_checks import (
     checked_modalities,
     metadata_text,
 )
+from services.index.item_database import SQLITE_FILE, open_item_database
 from services.index.item_filter import ItemFilter
 from services.index.item_search import search_items
-from services.index.metadata import MetadataDB
 from services.index.records import (
     MODALITIES,
     FloatArray,
@@ -93,9 +98,13 @@ class IndexStore:
         ivf: IVFParams | None = None,
         snapshots: SnapshotPolicy | None = None,
         backend: IndexBackend | None = None,
+        database_url: str | None = None,
     ) -> None:
         """``backend``: where the vector indexes live (default: FAISS in process, snapshotted
-        under ``data_dir``; ``MilvusBackend`` for Milvus). The store closes it."""
+        under ``data_dir``; ``MilvusBackend`` for Milvus). The store closes it.
+        ``database_url``: a PostgreSQL database for the items and window vectors, which
+        other stores (other processes, each on its own ``data_dir``) may share; default
+        SQLite in ``data_dir``."""
         if not model_version:
             raise ValueError("model_version must be a non-empty string")
         self.data_dir = Path(data_dir)
@@ -111,7 +120,7 @@ class IndexStore:
             raise
         self._closed = True
         try:
-            self._db = MetadataDB(self.data_dir / "items.sqlite3", dim)
+            self._db = open_item_database(self.data_dir, dim, database_url)
             self._snapshot_dir = self.data_dir / "snapshots"
             self._snapshot_dir.mkdir(exist_ok=True)
             remove_stale_temporaries(self._snapshot_dir)
@@ -413,8 +422,9 @@ class IndexStore:
 
     @property
     def database_path(self) -> Path:
-        """The SQLite file of the items (the service keeps its job records there too)."""
-        return self._db.path
+        """The SQLite file of the items (the service keeps its job records there too); not
+        used when the store was opened on a database URL."""
+        return self.data_dir / SQLITE_FILE
 
     def holds_content(self, content_hash: str) -> bool:
         """Whether an item of any model version holds ``content_hash`` (its kept file is

@@ -140,7 +140,7 @@ def reindex(
     checkpoint = settings.checkpoint_path()
     meta = read_metadata(checkpoint)
     model_version = str(meta["model_version"])
-    if not (settings.index_dir / ITEMS_DB_FILE).is_file():
+    if settings.database_url is None and not (settings.index_dir / ITEMS_DB_FILE).is_file():
         raise ReindexError(
             f"no index in {settings.data_dir} (nothing was ever stored there); "
             "check --data-dir / AVID_DATA_DIR"
@@ -168,6 +168,7 @@ def _open_store(settings: Settings, model_version: str, dim: int) -> Iterator[In
             dim=dim,
             snapshots=SnapshotPolicy(every_changes=settings.snapshot_every),
             backend=settings.index_backend_of(),
+            database_url=settings.database_url,
         )
     except StoreLocked as exc:
         raise ReindexError(

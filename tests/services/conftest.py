@@ -6,7 +6,7 @@ Media are small (3 s, 64x64, 16 fps, 16 kHz) so the whole service suite stays qu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,13 @@ from avid_model.checkpoint import save_checkpoint
 from avid_model.media_writer import write_media
 from avid_model.registry import create_model
 from services.settings import Settings
+from tests.services.postgres_db import fresh_database
 
 FPS = 16
 RATE = 16_000
 SIZE = 64
+# The item databases the store tests run on (``database_url``).
+DATABASES = ("sqlite", pytest.param("postgresql", marks=pytest.mark.postgres))
 
 
 @dataclass(frozen=True)
@@ -109,3 +112,21 @@ def make_settings(checkpoint_dir: Path, tmp_path: Path) -> SettingsFactory:
         return service_settings(checkpoint_dir, tmp_path / "data", **overrides)
 
     return make
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this test's own (``postgres_db``); skips without a server."""
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Each item database in turn: None (SQLite in the data dir, the default), then a
+    PostgreSQL database of the test's own."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with fresh_database() as url:
+        yield url

@@ -2,7 +2,7 @@
 ``add_item`` has returned (acknowledged). Item ``i``'s vectors come from seed ``i``, so the
 test can rebuild them.
 
-    python -m tests.services.index_store_writer DATA_DIR INDEX_TYPE
+    python -m tests.services.index_store_writer DATA_DIR INDEX_TYPE [DATABASE_URL]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def item_for(i: int) -> NewItem:
 
 def main() -> None:
     data_dir, index_type = Path(sys.argv[1]), sys.argv[2]
+    database_url = sys.argv[3] if len(sys.argv) > 3 else None
     kind: IndexType = "hnsw" if index_type == "hnsw" else "flat"
     # Frequent snapshots, so that the kill can also land in the middle of one.
     store = IndexStore(
@@ -31,6 +32,7 @@ def main() -> None:
         model_version=VERSION,
         index_type=kind,
         snapshots=SnapshotPolicy(every_changes=7, every_seconds=None),
+        database_url=database_url,
     )
     i = 0
     while True:

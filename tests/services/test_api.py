@@ -270,10 +270,11 @@ def test_size_and_duration_limits_are_413(make_settings: SettingsFactory, media:
 
 @pytest.mark.parametrize("index_backend", ["faiss", "milvus"])
 def test_full_scenario_search_delete_restart(
-    make_settings: SettingsFactory, media: Media, index_backend: str
+    make_settings: SettingsFactory, media: Media, index_backend: str, database_url: str | None
 ) -> None:
-    """The whole service on each index backend (Milvus: Milvus Lite in the data dir)."""
-    settings = make_settings(index_backend=index_backend)
+    """The whole service on each index backend (Milvus: Milvus Lite in the data dir) and each
+    item database (SQLite in the data dir, or PostgreSQL)."""
+    settings = make_settings(index_backend=index_backend, database_url=database_url)
     with TestClient(create_app(settings)) as client:
         videos = [
             embed(client, "video", path, metadata={"n": i})["id"]
@@ -316,6 +317,7 @@ def test_full_scenario_search_delete_restart(
         assert results(client.get("/search", params={"audio": sound})) == after_delete
         assert results(client.get("/search", params={"video": videos[0]})) == by_video
     assert (settings.index_dir / "milvus.db").exists() == (index_backend == "milvus")
+    assert (settings.index_dir / "items.sqlite3").exists() == (database_url is None)
 
 
 def test_long_file_becomes_a_background_job(make_settings: SettingsFactory, media: Media) -> None:

@@ -1,14 +1,17 @@
-"""IndexStore against real SQLite files and each real vector backend: FAISS in process and
+"""IndexStore against each real item database — SQLite files (the default) and a
+PostgreSQL database of the test's own — and each real vector backend: FAISS in process and
 Milvus (Milvus Lite, embedded, on a file in the test's directory). Search answers, deletes,
-restarts, model versions, idempotency and input checks run on both (``open_store`` is
-parametrized over the backends: the same test, the same expected answers); FAISS snapshots
-and HNSW compaction, and Milvus's reconciliation with SQLite, have tests of their own.
-(Crash safety under kill -9 lives in test_index_store_durability.py.)"""
+restarts, model versions, idempotency and input checks run on every pairing (``open_store``
+is parametrized over both: the same test, the same expected answers); FAISS snapshots and
+HNSW compaction, and Milvus's reconciliation with the database, have tests of their own.
+(Crash safety under kill -9 lives in test_index_store_durability.py; stores of several
+processes on one PostgreSQL database in test_shared_database.py.)"""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -36,6 +39,7 @@ from services.index.backend_choice import make_backend
 from services.index.index_backend import INDEX_BACKENDS, IndexBackendName
 from services.index.index_settings import INDEX_TYPES, IndexType
 from tests.services.index_store_helpers import VERSION, make_item, near, unit, windows
+from tests.services.postgres_db import fresh_database
 
 # nprobe == nlist: the IVF path (trained once 312 vectors exist) answers exactly here.
 SMALL_IVF = IVFParams(nlist=8, nprobe=8, train_size=0)
@@ -49,7 +53,14 @@ Stored = list[tuple[ItemRecord, NewItem]]
 REOPENED = {"faiss": "snapshot", "milvus": "reconciled"}
 
 
-def store_opener(tmp_path: Path, backend_name: IndexBackendName) -> tuple[OpenStore, list]:
+DatabaseOf = Callable[[str], "str | None"]  # store name -> its database URL (None: SQLite)
+
+
+def store_opener(
+    tmp_path: Path, backend_name: IndexBackendName, database_of: DatabaseOf | None = None
+) -> tuple[OpenStore, list]:
+    """Opens the store ``name`` in ``tmp_path / name``, its items in ``database_of(name)``
+    (default: SQLite in that directory)."""
     opened: list[IndexStore] = []
 
     def _open(index_type: IndexType = "flat", name: str = "store", **kwargs: Any) -> IndexStore:
@@ -57,6 +68,8 @@ def store_opener(tmp_path: Path, backend_name: IndexBackendName) -> tuple[OpenSt
         kwargs.setdefault("ivf", SMALL_IVF)
         milvus_uri = str(tmp_path / f"{name}-milvus" / "milvus.db")
         kwargs.setdefault("backend", make_backend(backend_name, milvus_uri))
+        if database_of is not None:
+            kwargs.setdefault("database_url", database_of(name))
         store = IndexStore(tmp_path / name, index_type=index_type, **kwargs)
         opened.append(store)
         return store
@@ -69,22 +82,47 @@ def backend_name(request: pytest.FixtureRequest) -> IndexBackendName:
     return cast(IndexBackendName, request.param)
 
 
-@pytest.fixture
-def open_store(tmp_path: Path, backend_name: IndexBackendName) -> Iterator[OpenStore]:
-    """Opens stores on ``backend_name`` (every backend in turn); closes them after the test."""
-    opener, opened = store_opener(tmp_path, backend_name)
-    yield opener
-    for store in opened:
-        store.close()
+@contextmanager
+def stores_on(
+    tmp_path: Path, backend_name: IndexBackendName, database_url: str | None
+) -> Iterator[OpenStore]:
+    """An opener of stores on ``backend_name`` and the ``database_url`` database, closing
+    them on exit. On PostgreSQL each store name gets a database of its own (the first one
+    ``database_url``), as each directory has its own SQLite file."""
+    with ExitStack() as databases:
+        urls: dict[str, str | None] = {}
+
+        def database_of(name: str) -> str | None:
+            if database_url is None:
+                return None
+            if name not in urls:
+                fresh = databases.enter_context(fresh_database()) if urls else database_url
+                urls[name] = fresh
+            return urls[name]
+
+        opener, opened = store_opener(tmp_path, backend_name, database_of)
+        try:
+            yield opener
+        finally:
+            for store in opened:
+                store.close()
 
 
 @pytest.fixture
-def open_faiss_store(tmp_path: Path) -> Iterator[OpenStore]:
+def open_store(
+    tmp_path: Path, backend_name: IndexBackendName, database_url: str | None
+) -> Iterator[OpenStore]:
+    """Opens stores on ``backend_name`` and the ``database_url`` database (every pairing in
+    turn); closes them after the test."""
+    with stores_on(tmp_path, backend_name, database_url) as opener:
+        yield opener
+
+
+@pytest.fixture
+def open_faiss_store(tmp_path: Path, database_url: str | None) -> Iterator[OpenStore]:
     """``open_store`` for the tests of FAISS's own machinery (snapshots, compaction)."""
-    opener, opened = store_opener(tmp_path, "faiss")
-    yield opener
-    for store in opened:
-        store.close()
+    with stores_on(tmp_path, "faiss", database_url) as opener:
+        yield opener
 
 
 @pytest.fixture

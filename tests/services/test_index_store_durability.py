@@ -1,5 +1,6 @@
 """IndexStore under crashes and concurrency: a real kill -9 of a writing process, and searches
-from several threads while another thread writes."""
+from several threads while another thread writes; on each item database (SQLite, and
+PostgreSQL: ``database_url``)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,21 @@ from tests.services.index_store_writer import item_for
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _acknowledged_ids(data_dir: Path, index_type: str, kill_after: int) -> list[str]:
+def _acknowledged_ids(
+    data_dir: Path, index_type: str, kill_after: int, database_url: str | None
+) -> list[str]:
     """Run the writer child, SIGKILL it once ``kill_after`` adds are acknowledged, and
     return every id it acknowledged (printed after ``add_item`` returned)."""
+    database = [] if database_url is None else [database_url]
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.services.index_store_writer", str(data_dir), index_type],
+        [
+            sys.executable,
+            "-m",
+            "tests.services.index_store_writer",
+            str(data_dir),
+            index_type,
+            *database,
+        ],
         cwd=REPO_ROOT,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         stdout=subprocess.PIPE,
@@ -55,12 +66,17 @@ def _acknowledged_ids(data_dir: Path, index_type: str, kill_after: int) -> list[
 
 
 @pytest.mark.parametrize("index_type", ["flat", "hnsw"])
-def test_every_acknowledged_item_survives_kill_9(tmp_path: Path, index_type: IndexType) -> None:
+def test_every_acknowledged_item_survives_kill_9(
+    tmp_path: Path, index_type: IndexType, database_url: str | None
+) -> None:
     data_dir = tmp_path / "store"
-    acked = _acknowledged_ids(data_dir, index_type, kill_after=40)
+    acked = _acknowledged_ids(data_dir, index_type, kill_after=40, database_url=database_url)
     assert acked[:3] == ["item-0", "item-1", "item-2"]
 
-    with IndexStore(data_dir, model_version=VERSION, index_type=index_type) as store:
+    reopened = IndexStore(
+        data_dir, model_version=VERSION, index_type=index_type, database_url=database_url
+    )
+    with reopened as store:
         stored, total = store.list_items(0, 10_000)
         stored_ids = [r.item_id for r in stored]
         # Everything acknowledged is there; at most the one add in flight got in beyond it.
@@ -80,9 +96,13 @@ def test_every_acknowledged_item_survives_kill_9(tmp_path: Path, index_type: Ind
         assert store.count("video") == store.count("audio") == 3 * total
 
 
-def test_searches_from_threads_while_a_writer_adds_and_deletes(tmp_path: Path) -> None:
+def test_searches_from_threads_while_a_writer_adds_and_deletes(
+    tmp_path: Path, database_url: str | None
+) -> None:
     rng = np.random.default_rng(0)
-    store = IndexStore(tmp_path / "store", model_version=VERSION, index_type="hnsw")
+    store = IndexStore(
+        tmp_path / "store", model_version=VERSION, index_type="hnsw", database_url=database_url
+    )
     base = store.add_items([make_item(rng, f"base-{i}") for i in range(40)])
     probes = [(r.item_id, store.vectors_of(r.item_id, "video").vectors[1]) for r in base]
     stop = threading.Event()

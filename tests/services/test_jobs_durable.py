@@ -1,12 +1,14 @@
-"""Background jobs outlive the process: recorded in SQLite beside the items, resumed (or
-failed with a reason, never forgotten) after kill -9, left queued on disk by a SIGTERM."""
+"""Background jobs outlive the process: recorded beside the items (in SQLite, or in the
+PostgreSQL database of ``AVID_DATABASE_URL``: ``database_url`` runs the tests on both),
+resumed (or failed with a reason, never forgotten) after kill -9, left queued on disk by a
+SIGTERM."""
 
 from __future__ import annotations
 
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +18,27 @@ from fastapi.testclient import TestClient
 
 from avid_model.media_writer import write_media
 from services.api.app import create_app
-from services.job_records import JobRecords
+from services.job_records import JobRecords, JobRecordStore
 from services.jobs import MAX_ATTEMPTS, JobStatus, Progress, RunnerClosed, ThreadJobRunner
+from services.postgres_job_records import PostgresJobRecords
 from tests.services.conftest import FPS, RATE, Media, SettingsFactory, frames, tone
 from tests.services.server_process import ServerProcess
 from tests.services.test_api import upload
+
+OpenRecords = Callable[..., JobRecordStore]
+
+
+@pytest.fixture
+def open_records(tmp_path: Path, database_url: str | None) -> OpenRecords:
+    """Opens the job records of one data directory (``owner``): SQLite's file there, or the
+    test's PostgreSQL database."""
+
+    def _open(owner: str = "here") -> JobRecordStore:
+        if database_url is None:
+            return JobRecords(tmp_path / "items.sqlite3")
+        return PostgresJobRecords(database_url, owner)
+
+    return _open
 
 
 def wait_for(runner: ThreadJobRunner, job_id: str, states: set[str]) -> JobStatus:
@@ -32,7 +50,7 @@ def wait_for(runner: ThreadJobRunner, job_id: str, states: set[str]) -> JobStatu
 
 
 def test_close_finishes_running_jobs_and_keeps_queued_ones_for_the_next_start(
-    tmp_path: Path,
+    open_records: OpenRecords,
 ) -> None:
     gate = threading.Event()
     seen: list[int] = []
@@ -42,8 +60,7 @@ def test_close_finishes_running_jobs_and_keeps_queued_ones_for_the_next_start(
         seen.append(payload["n"])
         return {"n": payload["n"]}
 
-    db = tmp_path / "items.sqlite3"
-    runner = ThreadJobRunner(handler, records=JobRecords(db), workers=1)
+    runner = ThreadJobRunner(handler, records=open_records(), workers=1)
     running, waiting = runner.submit({"n": 1}), runner.submit({"n": 2})
     wait_for(runner, running.id, {"running"})
     threading.Timer(0.2, gate.set).start()
@@ -51,7 +68,7 @@ def test_close_finishes_running_jobs_and_keeps_queued_ones_for_the_next_start(
     with pytest.raises(RunnerClosed, match="shutting down"):
         runner.submit({"n": 3})
     assert seen == [1]
-    records = JobRecords(db)
+    records = open_records()
     assert records.get(running.id)["state"] == "done"  # type: ignore[index]
     assert records.get(waiting.id)["state"] == "queued"  # type: ignore[index]
     # The next start runs it.
@@ -116,9 +133,8 @@ def test_close_with_memory_records_fails_an_abandoned_job_with_shutdown() -> Non
     )
 
 
-def test_resume_fails_lost_jobs_with_a_reason(tmp_path: Path) -> None:
-    db = tmp_path / "items.sqlite3"
-    crashed = JobRecords(db)  # what a process killed mid-run left behind
+def test_resume_fails_lost_jobs_with_a_reason(open_records: OpenRecords) -> None:
+    crashed = open_records()  # what a process killed mid-run left behind
     gone = crashed.insert("gone", {"path": "missing.mp4"})["id"]
     crashed.update(gone, state="running", bump_attempts=True)
     flaky = crashed.insert("flaky", {"path": "kills-the-service.mp4"})["id"]
@@ -126,7 +142,7 @@ def test_resume_fails_lost_jobs_with_a_reason(tmp_path: Path) -> None:
         crashed.update(flaky, state="running", bump_attempts=True)
     crashed.close()
 
-    runner = ThreadJobRunner(lambda payload, progress: {}, records=JobRecords(db))
+    runner = ThreadJobRunner(lambda payload, progress: {}, records=open_records())
     missing = {"missing.mp4"}
     resumed = runner.resume(lambda p: "its file is gone" if p["path"] in missing else None)
     assert resumed == (0, 2)
@@ -138,10 +154,26 @@ def test_resume_fails_lost_jobs_with_a_reason(tmp_path: Path) -> None:
     runner.close()
 
 
+@pytest.mark.postgres
+def test_replicas_list_every_job_and_resume_only_their_own(postgres_url: str) -> None:
+    """Two processes' records in one PostgreSQL database: each lists both's jobs; a
+    restarted one takes up its own unfinished jobs, never one the other is running."""
+    mine, theirs = (PostgresJobRecords(postgres_url, owner) for owner in "ab")
+    queued = mine.insert("mine", {"path": "a.mp4"})["id"]
+    running = theirs.insert("theirs", {"path": "b.mp4"})["id"]
+    theirs.update(running, state="running", bump_attempts=True)
+    assert {r["id"] for r in mine.page(None, 0, 10)[0]} == {queued, running}
+    assert theirs.counts() == {"queued": 1, "running": 1, "done": 0, "failed": 0}
+    assert [r["id"] for r in mine.unfinished()] == [queued]
+    assert [r["id"] for r in theirs.unfinished()] == [running]
+    mine.close()
+    theirs.close()
+
+
 def test_get_jobs_lists_jobs_by_state_a_page_at_a_time(
-    make_settings: SettingsFactory, media: Media
+    make_settings: SettingsFactory, media: Media, database_url: str | None
 ) -> None:
-    settings = make_settings(sync_max_seconds=0.0)
+    settings = make_settings(sync_max_seconds=0.0, database_url=database_url)
     with TestClient(create_app(settings)) as client:
         ids = []
         for path in (media.videos[0], media.videos[1], media.wav):

@@ -1,5 +1,6 @@
 """``avid reindex``: items embedded through the real app with model A are re-embedded with
-model B (another random tiny model), then served by an app started with B."""
+model B (another random tiny model), then served by an app started with B; with the items in
+SQLite and in PostgreSQL (``database_url``)."""
 
 from __future__ import annotations
 
@@ -54,9 +55,15 @@ def test_reindex_moves_every_item_to_the_new_model(
     media: Media,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    database_url: str | None,
 ) -> None:
     data_dir = tmp_path / "data"
-    with TestClient(create_app(service_settings(checkpoint_dir, data_dir))) as client:
+    database = {"database_url": database_url}
+    if database_url is not None:  # for the command, which reads the environment
+        monkeypatch.setenv("AVID_DATABASE_URL", database_url)
+        get_settings.cache_clear()
+    with TestClient(create_app(service_settings(checkpoint_dir, data_dir, **database))) as client:
         video_a = embed(client, "video", media.videos[0], metadata={"n": 0})
         embed(client, "video", media.videos[1], id="clip-1", metadata={"n": 1})
         embed(client, "video", media.silent_video)
@@ -64,7 +71,7 @@ def test_reindex_moves_every_item_to_the_new_model(
         embed(client, "audio", media.videos[2])  # an audio item cut from a video file
         before = items(client)
     version_a = video_a["model_version"]
-    settings_b = service_settings(checkpoint_b, data_dir)
+    settings_b = service_settings(checkpoint_b, data_dir, **database)
 
     # Before reindexing, a service with B lists A's items but never searches their vectors.
     with TestClient(create_app(settings_b)) as client:
