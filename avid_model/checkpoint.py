@@ -27,7 +27,9 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "avid.json"
 # The committed demo checkpoint: what `avid serve` and `avid embed` load when given none.
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "avid-lite-avdigits"
+DEFAULT_CHECKPOINT = (
+    Path(__file__).resolve().parents[1] / "models" / "avid-summary-spectrum-avdigits"
+)
 CHECKPOINT_ENV = "AVID_CHECKPOINT"  # the setting `avid serve` reads (services.settings)
 
 

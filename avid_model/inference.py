@@ -18,6 +18,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.fx.experimental.optimization import fuse
 
 from avid_model.features import PreprocessConfig, SpectrogramStats, audio_batch, video_batch
@@ -57,6 +58,16 @@ class InferenceSettings:
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
         return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+def to_channels_last(module: nn.Module) -> None:
+    """Channels-last weights for every 2-D and 3-D convolution (a tower may hold both, or
+    1-D ones, which have no such layout: the summary towers)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv3d):
+            layer.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+        elif isinstance(layer, nn.Conv2d):
+            layer.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 @dataclass
@@ -102,8 +113,8 @@ class Embedder:
             prepared.audio_encoder = fuse(prepared.audio_encoder)  # type: ignore[assignment]
         prepared = prepared.to(device=self.device, dtype=self.dtype)
         if self.settings.channels_last:
-            prepared.video_encoder.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
-            prepared.audio_encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            to_channels_last(prepared.video_encoder)
+            to_channels_last(prepared.audio_encoder)
         self.model = prepared
         self._video = self._maybe_compile(lambda x: prepared.video_head(prepared.video_encoder(x)))
         self._audio = self._maybe_compile(lambda x: prepared.audio_head(prepared.audio_encoder(x)))

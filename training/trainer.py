@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm import tqdm
 
 from avid_model.features import SpectrogramStats
+from avid_model.inference import to_channels_last
 from avid_model.model import AVIDModel
 from avid_model.registry import create_model
 from training.augment import AugmentConfig
@@ -192,8 +193,8 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
     cuda = device.type == "cuda"
     model.to(device)
     if cuda and config.run.channels_last:
-        model.video_encoder.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
-        model.audio_encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        to_channels_last(model.video_encoder)
+        to_channels_last(model.audio_encoder)
     objective.to(device)
     params = list(model.parameters()) + list(objective.parameters())
     optimizer = torch.optim.Adam(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
