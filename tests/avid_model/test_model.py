@@ -263,3 +263,18 @@ def test_avid_summary_spectrum_concatenates_both_audio_paths() -> None:
     bogus = replace(model.config, audio_arch="bogus")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="audio_arch"):
         AVIDModel(bogus)
+
+
+def test_the_embedder_takes_the_summary_towers_in_channels_last() -> None:
+    """The summary towers hold 1-D convolutions (no channels-last layout): loading them for
+    inference with channels_last on must work (it raised before) and give the eager vectors."""
+    from avid_model.inference import Embedder, InferenceSettings
+
+    model = create_model("avid-summary-spectrum").eval()
+    video, audio = torch.rand(3, 3, 16, 32, 32), torch.rand(3, 1, 100, 129)
+    settings = InferenceSettings(device="cpu", precision="fp32", channels_last=True)
+    embedder = Embedder(model, settings)
+    with torch.no_grad():
+        expected_v, expected_a = model(video, audio)
+    assert torch.allclose(embedder.embed_video(video), expected_v, atol=1e-4)
+    assert torch.allclose(embedder.embed_audio(audio), expected_a, atol=1e-4)
