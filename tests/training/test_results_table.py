@@ -141,3 +141,34 @@ def test_row_budgets(capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit):
             parse_args(["--row-minutes", bad])
         assert "--row-minutes" in capsys.readouterr().err
+
+
+def test_paper_rows_train_on_the_memory_bank_and_the_inbatch_row_on_the_batch(
+    tmp_path: Path,
+) -> None:
+    from training.config import load_config
+    from training.results_table import PAPER_NEGATIVES, ROWS, _memory_bank
+
+    # A base config with the in-batch recipe (no memory negatives) still gives the paper's
+    # rows the memory bank, with the spec's negatives; a base with its own count keeps it.
+    inbatch_base = tmp_path / "inbatch.yaml"
+    inbatch_base.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"name": "avid-tiny"},
+                "loss": {"objective": "infonce", "positives": "batch", "negatives": 0},
+            }
+        )
+    )
+    small_base = _small_base(tmp_path)
+    rows = {row.key: row for row in ROWS}
+    for key in ("self", "joint", "cross", "cma"):
+        assert rows[key].memory_bank
+        config = load_config(inbatch_base, [*_memory_bank(inbatch_base), *rows[key].overrides])
+        assert (config.loss.positives, config.loss.negatives) == ("memory", PAPER_NEGATIVES)
+        config = load_config(small_base, [*_memory_bank(small_base), *rows[key].overrides])
+        assert (config.loss.positives, config.loss.negatives) == ("memory", 8)
+    assert not rows["inbatch"].memory_bank
+    config = load_config(small_base, ["loss.objective=nce", *rows["inbatch"].overrides])
+    assert (config.loss.positives, config.loss.negatives) == ("batch", 0)
+    assert (config.loss.objective, config.loss.within_coeff) == ("infonce", 0.0)
