@@ -266,7 +266,7 @@ def environment_of(name: str) -> dict[str, str]:
 def settings_of(name: str) -> Settings:
     """The service's ``Settings`` from its compose environment (validated as at start)."""
     env = environment_of(name)
-    return Settings(**{k.removeprefix("AVID_").lower(): v for k, v in env.items()})
+    return Settings.model_validate({k.removeprefix("AVID_").lower(): v for k, v in env.items()})
 
 
 def healthy_dependencies(name: str) -> set[str]:
