@@ -1,10 +1,13 @@
 """Check a migration: counts on both sides, and searches that give the same answers.
 
-Counts: the items in the data directory and in the target database, and per (model version,
-modality) the window vectors in the data directory and in Milvus (asked of Milvus itself).
+Counts: the data directory's items found in the target database (by id; the target may hold
+other items too), and per (model version, modality) the window vectors in the item database
+and in Milvus (asked of Milvus itself).
 Searches: a random sample of stored window vectors, each searched (same modality, top ``k``
 items) in an exact FAISS index over the data directory's vectors and in Milvus through the
-target database, as the service searches. On an exact index (``flat``) both must give the
+target database, as the service searches (when the target holds other items too, Milvus is
+asked for that many more answers, up to ``MAX_OTHERS``, and its answers among the data
+directory's items are compared). On an exact index (``flat``) both must give the
 same item ids in the same order (positions where the two scores tie within ``TIE`` may swap);
 on an approximate one (``hnsw``, ``ivf``) they must share at least ``MIN_RECALL`` of them on
 average, the bar the store's own tests set for recall@10 against exact.
@@ -27,6 +30,7 @@ from services.index.vector_index import ModalityIndex
 
 TIE = 1e-5
 MIN_RECALL = 0.95
+MAX_OTHERS = 1000
 
 Space = tuple[str, Modality]  # (model version, modality): what one index holds
 
@@ -34,16 +38,17 @@ Space = tuple[str, Modality]  # (model version, modality): what one index holds
 @dataclass(frozen=True)
 class CountCheck:
     what: str
-    source: int
-    target: int
+    expected: tuple[str, int]  # (where, how many)
+    found: tuple[str, int]
 
     @property
     def ok(self) -> bool:
-        return self.source == self.target
+        return self.expected[1] == self.found[1]
 
     def line(self) -> str:
         sign = "=" if self.ok else "!="
-        return f"{self.what}: {self.source} in the data dir {sign} {self.target} in the target"
+        (a, n), (b, m) = self.expected, self.found
+        return f"{self.what}: {n} in {a} {sign} {m} in {b}"
 
 
 @dataclass
@@ -77,20 +82,27 @@ class SearchCheck:
 def count_checks(
     source: MetadataDB, target: ItemDatabase, milvus: dict[Space, MilvusIndex]
 ) -> list[CountCheck]:
+    """Every item of the data dir is in the target database (which may hold others too),
+    and Milvus holds as many vectors as that database per (model version, modality)."""
     checks: list[CountCheck] = []
     if target is not source:
-        checks.append(CountCheck("items", source.count_items(), target.count_items()))
+        found, after = 0, 0
+        while True:
+            page, total, next_row = source.items_after(after, 1000, None)
+            found += len(target.item_summaries([item.item_id for item in page]))
+            if next_row is None:
+                break
+            after = next_row
+        checks.append(CountCheck("items", ("the data dir", total), ("the target", found)))
+    database = "the data dir" if target is source else "the target database"
     for (version, modality), index in sorted(milvus.items()):
-        n = source.count_windows(modality, version)
-        if target is not source:
-            checks.append(
-                CountCheck(
-                    f"{modality} windows of {version} (database)",
-                    n,
-                    target.count_windows(modality, version),
-                )
+        checks.append(
+            CountCheck(
+                f"{modality} vectors of {version}",
+                (database, target.count_windows(modality, version)),
+                ("Milvus", len(index.ids())),
             )
-        checks.append(CountCheck(f"{modality} vectors of {version} (Milvus)", n, len(index.ids())))
+        )
     return checks
 
 
@@ -114,6 +126,9 @@ def sample_searches(
     """Search ``sample`` random stored vectors both ways (see the module doc)."""
     check = SearchCheck(exact=spec.index_type == "flat", k=k)
     total = source.count_items()
+    # Items the target holds besides the data dir's may rank among them: ask Milvus for that
+    # many more and compare the data dir's items among its answers (up to MAX_OTHERS more).
+    others = min(max(target.count_items() - total, 0), MAX_OTHERS)
     if not total or sample <= 0:
         return check
     rng = np.random.default_rng(seed)
@@ -133,7 +148,7 @@ def sample_searches(
             faiss[space] = build_from_db(source, exact, *space)
         query = stored.windows.vectors[rng.integers(len(stored.windows))][None, :]
         expected = search_items(faiss[space], source, query, k)
-        found = search_items(milvus[space], target, query, k)
+        found = _data_dirs_hits(search_items(milvus[space], target, query, k + others), source, k)
         check.queries += 1
         wanted = {h.item_id for h in expected}
         check.recall_sum += len(wanted & {h.item_id for h in found}) / max(len(wanted), 1)
@@ -145,3 +160,9 @@ def sample_searches(
                 f"{[h.item_id for h in expected]}, Milvus {[h.item_id for h in found]}"
             )
     return check
+
+
+def _data_dirs_hits(hits: list[SearchHit], source: MetadataDB, k: int) -> list[SearchHit]:
+    """The first ``k`` of ``hits`` that are items of the data dir."""
+    known = source.item_summaries([h.item_id for h in hits])
+    return [h for h in hits if h.item_id in known][:k]
