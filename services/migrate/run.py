@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pymilvus import MilvusException
+from sqlalchemy.exc import SQLAlchemyError
 
 from services.database.engine import DatabaseError
 from services.database.url import redacted
@@ -116,7 +117,8 @@ def migrate_index(
     progress: Callable[[str], None] | None = None,
 ) -> MigrationSummary:
     """Copy ``settings.data_dir``'s items and vectors (see the module doc). Raises
-    ``MigrateError`` before anything is written when the source or a target is unusable."""
+    ``MigrateError`` before anything is written when the source or a target is unusable,
+    and when a target fails during the copy (what was committed stays: re-run to resume)."""
     began = time.monotonic()
     if to not in TARGETS:
         raise MigrateError(f"--to must be one of {TARGETS}, got {to!r}")
@@ -155,14 +157,20 @@ def migrate_index(
         stack.callback(backend.close)
         if target is not source:
             say = progress or (lambda _: None)
-            summary.copied = copy_items(
-                source,
-                target,
-                page_size=page_size,
-                progress=lambda done: say(
-                    f"items: {done.copied + done.already_there}/{summary.items}"
-                ),
-            )
+            try:
+                summary.copied = copy_items(
+                    source,
+                    target,
+                    page_size=page_size,
+                    progress=lambda done: say(
+                        f"items: {done.copied + done.already_there}/{summary.items}"
+                    ),
+                )
+            except SQLAlchemyError as exc:
+                cause = getattr(exc, "orig", None) or exc
+                raise MigrateError(
+                    f"copying items into {redacted(url or '')} failed: {cause} (re-run to resume)"
+                ) from exc
         spec = IndexSpec(settings.index_type, dim, HNSWParams(), IVFParams())
         try:
             milvus = _fill_milvus(backend, source, target, spec, summary, progress)
