@@ -1,5 +1,6 @@
 """The service's ``avid`` commands, all registered here the same way: ``serve``, ``worker``,
-``reindex``, ``demo`` and ``client`` (its parsers live in ``services.client.commands``).
+``reindex``, ``migrate-index``, ``demo`` and ``client`` (its parsers live in
+``services.client.commands``).
 
 Registered in the ``avid.commands`` entry-point group as ``services.cli:register``. Each
 command's parser is built here; its work is imported when it runs (so ``avid --help`` does
@@ -11,10 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TypeAlias
+from typing import TypeAlias, get_args
 
 from avid_model.command_args import CommandError, positive_int
 from services.client.commands import register_client
+from services.index import IndexType
 from services.settings import Settings, StartupError, settings_from_args
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -30,6 +32,17 @@ REINDEX_DESCRIPTION = (
     "data directory open. Exit status: 0 when every item now has NEW's vectors, 1 "
     "when some were left with their old ones (missing or undecodable media; listed; "
     "with --dry-run: would be), 2 on an error."
+)
+MIGRATE_DESCRIPTION = (
+    "Copy an embedded data directory (FAISS + SQLite) into the scale-out backends the "
+    "settings name: its window vectors into Milvus at AVID_MILVUS_URI (default "
+    "<data_dir>/index/milvus.db, Milvus Lite) and, when AVID_DATABASE_URL is set, its items "
+    "into that PostgreSQL database; then check the counts on both sides and that a sample "
+    "of stored vectors gives the same top item ids from FAISS and from Milvus. Safe to "
+    "re-run: what was copied is skipped, so a stopped run resumes. The data directory is "
+    "left as it was (the way back). Refuses to run while a service has it open. Options "
+    "override the AVID_* settings. Exit status: 0 when copied and verified, 1 when the "
+    "check failed or items conflicted with the target's (listed), 2 on an error."
 )
 DEMO_DESCRIPTION = """the README's main job, against the real HTTP service.
 
@@ -55,6 +68,7 @@ def register(subparsers: Subparsers) -> None:
     _register_serve(subparsers)
     _register_worker(subparsers)
     _register_reindex(subparsers)
+    _register_migrate_index(subparsers)
     _register_demo(subparsers)
     register_client(subparsers)
 
@@ -233,6 +247,67 @@ def cmd_reindex(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     print("\n".join(summary.lines()))
     return 0 if summary.complete else 1
+
+
+# ----------------------------------------------------------------------- avid migrate-index
+
+
+def _register_migrate_index(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "migrate-index",
+        help="copy an embedded data dir's vectors and items into Milvus (and PostgreSQL)",
+        description=MIGRATE_DESCRIPTION,
+    )
+    p.add_argument(
+        "--to", required=True, choices=("milvus",), help="the index backend to copy into"
+    )
+    p.add_argument(
+        "--data-dir", type=Path, metavar="DIR", help="the embedded data directory (AVID_DATA_DIR)"
+    )
+    p.add_argument(
+        "--milvus-uri", metavar="URI", help="*.db file or http(s):// URL (AVID_MILVUS_URI)"
+    )
+    p.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="postgresql://... to copy the items into (AVID_DATABASE_URL; unset: they stay)",
+    )
+    p.add_argument(
+        "--index-type",
+        choices=get_args(IndexType),
+        help="the Milvus index to build (AVID_INDEX_TYPE, default flat)",
+    )
+    p.add_argument(
+        "--sample",
+        type=positive_int,
+        default=20,
+        metavar="N",
+        help="stored vectors searched both ways to verify (default 20)",
+    )
+    p.add_argument(
+        "--batch",
+        type=positive_int,
+        default=500,
+        metavar="N",
+        help="items copied per transaction (default 500)",
+    )
+    p.set_defaults(func=cmd_migrate_index)
+
+
+def cmd_migrate_index(args: argparse.Namespace) -> int:
+    from services.migrate.run import MigrateError, migrate_index
+
+    names = ("data_dir", "milvus_uri", "database_url", "index_type")
+    settings = settings_from_args(args, names, check_checkpoint=False)
+    progress = (lambda line: print(line, file=sys.stderr)) if sys.stderr.isatty() else None
+    try:
+        summary = migrate_index(
+            settings, to=args.to, page_size=args.batch, sample=args.sample, progress=progress
+        )
+    except MigrateError as exc:
+        raise CommandError(str(exc)) from exc
+    print("\n".join(summary.lines()))
+    return 0 if summary.verified else 1
 
 
 # ----------------------------------------------------------------------------- avid demo

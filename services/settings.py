@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         default=None, description=f"checkpoint directory; default {DEFAULT_CHECKPOINT}"
     )
     data_dir: Path = Path("./avid-data")
+    shared_dir: Path | None = Field(
+        default=None,
+        description="the storage the API and its workers share, when it holds several API "
+        "data dirs (replicas, each AVID_DATA_DIR inside it): uploads travel to workers as "
+        "paths relative to it; None: the data dir itself",
+    )
     broker_url: str | None = Field(
         default=None, description="redis://... : inference runs on `avid worker`s; None: embedded"
     )
@@ -145,6 +151,7 @@ class Settings(BaseSettings):
         "result_backend",
         "milvus_uri",
         "database_url",
+        "shared_dir",
         mode="before",
     )
     @classmethod
@@ -162,6 +169,20 @@ class Settings(BaseSettings):
         ):
             raise ValueError("AVID_READ_API_KEY must differ from AVID_API_KEY")
         return self
+
+    @model_validator(mode="after")
+    def _data_dir_inside_shared_dir(self) -> Settings:
+        shared = self.shared_dir
+        if shared is not None and not self.data_dir.resolve().is_relative_to(shared.resolve()):
+            raise ValueError(
+                f"AVID_DATA_DIR ({self.data_dir}) must be inside AVID_SHARED_DIR ({shared})"
+            )
+        return self
+
+    @property
+    def shared_root(self) -> Path:
+        """What the paths sent to workers are relative to (``shared_dir``, else the data dir)."""
+        return self.data_dir if self.shared_dir is None else self.shared_dir
 
     @property
     def cors_origin_list(self) -> list[str]:

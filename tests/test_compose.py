@@ -23,8 +23,12 @@ import pytest
 import redis
 import yaml
 
+from services.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
+SCALE = {"etcd", "minio", "milvus", "postgres", "api-1", "api-2", "proxy"}
+REPLICAS = ("api-1", "api-2")
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,11 @@ def base_image(stage: list[Instruction]) -> str:
 
 def test_compose_runs_redis_the_api_and_a_gpu_worker() -> None:
     services = compose()["services"]
-    assert set(services) == {"redis", "api", "worker"}
+    assert {name for name, svc in services.items() if "profiles" not in svc} == {
+        "redis",
+        "api",
+        "worker",
+    }
     for name, svc in services.items():
         test = svc["healthcheck"]["test"]
         assert test[0] in {"CMD", "CMD-SHELL"}, name
@@ -142,7 +150,7 @@ def test_broker_is_the_redis_service_with_persistence_on() -> None:
 
 
 def test_images_build_from_existing_dockerfiles_and_the_lock() -> None:
-    for name in ("api", "worker"):
+    for name in ("api", "worker", *REPLICAS):
         build = service(name)["build"]
         assert (COMPOSE.parent / build["context"]).resolve() == ROOT
         stages = dockerfile_stages(dockerfile_of(name))
@@ -241,3 +249,111 @@ def test_worker_healthcheck_ignores_other_hosts_workers() -> None:
     except redis.RedisError:
         pytest.skip("no Redis server on 127.0.0.1:6379")
     assert load_healthcheck().ping_own_worker(url, "no-such-container", 0.3) == []
+
+
+# ----------------------------------------------------------------------- the scale profile
+
+
+def interpolated(value: object) -> str:
+    """``value`` as compose passes it when no variable is set: ``${NAME:-default}`` -> default."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
+
+
+def environment_of(name: str) -> dict[str, str]:
+    return {key: interpolated(value) for key, value in service(name)["environment"].items()}
+
+
+def settings_of(name: str) -> Settings:
+    """The service's ``Settings`` from its compose environment (validated as at start)."""
+    env = environment_of(name)
+    return Settings.model_validate({k.removeprefix("AVID_").lower(): v for k, v in env.items()})
+
+
+def healthy_dependencies(name: str) -> set[str]:
+    depends = service(name)["depends_on"]
+    return {dep for dep, how in depends.items() if how["condition"] == "service_healthy"}
+
+
+def test_the_scale_profile_runs_milvus_standalone_and_postgres() -> None:
+    services = compose()["services"]
+    assert {name for name, svc in services.items() if svc.get("profiles") == ["scale"]} == SCALE
+    milvus = service("milvus")
+    assert milvus["command"] == ["milvus", "run", "standalone"]
+    assert milvus["image"].startswith("milvusdb/milvus:v2.")
+    assert environment_of("milvus") == {
+        "ETCD_ENDPOINTS": "etcd:2379",
+        "MINIO_ADDRESS": "minio:9000",
+    }
+    assert healthy_dependencies("milvus") == {"etcd", "minio"}
+    assert "localhost:9091/healthz" in " ".join(milvus["healthcheck"]["test"])
+    assert "-listen-client-urls=http://0.0.0.0:2379" in service("etcd")["command"]
+    assert service("postgres")["image"].startswith("postgres:15")  # what the tests ran on
+    named = set(compose()["volumes"])
+    for name, path in (
+        ("etcd", "/etcd"),
+        ("minio", "/minio_data"),
+        ("milvus", "/var/lib/milvus"),
+        ("postgres", "/var/lib/postgresql/data"),
+    ):
+        assert volume_mounts(service(name))[path] in named, name  # state survives a restart
+        assert "ports" not in service(name), name  # on the compose network only
+
+
+def test_replicas_share_postgres_milvus_and_the_workers_volume() -> None:
+    api, worker = service("api"), settings_of("worker")
+    postgres = environment_of("postgres")
+    data_dirs = set()
+    for name in REPLICAS:
+        replica = service(name)
+        for key in ("command", "build", "image", "healthcheck"):
+            assert replica[key] == api[key], (name, key)
+        assert "ports" not in replica, name  # reached through the proxy
+        assert healthy_dependencies(name) == {"redis", "postgres", "milvus"}, name
+
+        settings = settings_of(name)
+        assert settings.index_backend == "milvus"
+        milvus = urlsplit(settings.milvus_uri or "")
+        assert (milvus.scheme, milvus.hostname, milvus.port) == ("http", "milvus", 19530)
+        db = urlsplit(settings.database_url or "")
+        assert (db.hostname, db.port, db.path) == ("postgres", 5432, f"/{postgres['POSTGRES_DB']}")
+        assert (db.username, db.password) == (
+            postgres["POSTGRES_USER"],
+            postgres["POSTGRES_PASSWORD"],
+        )
+        for key in ("AVID_BROKER_URL", "AVID_CHECKPOINT"):  # the worker's broker and model
+            assert environment_of(name)[key] == environment_of("worker")[key], key
+
+        # Its own data dir, inside the shared dir, which is the worker's data dir on the same
+        # volume: the worker resolves the replica's upload paths (relative to it).
+        assert settings.shared_dir == worker.shared_root == worker.data_dir
+        assert settings.data_dir.is_relative_to(settings.shared_root)
+        shared = str(settings.shared_root)
+        assert volume_mounts(replica)[shared] == volume_mounts(service("worker"))[shared]
+        data_dirs.add(settings.data_dir)
+    assert len(data_dirs) == len(REPLICAS)  # one data dir lock each
+
+
+def test_the_proxy_spreads_requests_over_both_replicas() -> None:
+    proxy = service("proxy")
+    assert proxy["image"].startswith("nginx:")
+    assert healthy_dependencies("proxy") == set(REPLICAS)
+    (config_mount,) = proxy["volumes"]
+    source, target, mode = config_mount.split(":")
+    assert (target, mode) == ("/etc/nginx/conf.d/default.conf", "ro")
+    config = (COMPOSE.parent / source).read_text()
+    port = Settings().port  # what `avid serve --host 0.0.0.0` listens on in the replicas
+    assert re.findall(r"^\s*server\s+(\S+:\d+)", config, re.M) == [f"{r}:{port}" for r in REPLICAS]
+    (listen,) = re.findall(r"^\s*listen\s+(\d+);", config, re.M)
+    (published,) = proxy["ports"]
+    assert published == f"127.0.0.1:{listen}:{listen}"  # loopback only, as the api
+    assert f"127.0.0.1:{listen}/healthz" in " ".join(proxy["healthcheck"]["test"])
+
+    def directive(name: str) -> str:
+        (value,) = re.findall(rf"^\s*{name}\s+([^;]+);", config, re.M)
+        return value
+
+    size = directive("client_max_body_size")
+    assert size.endswith("m")
+    assert int(size[:-1]) * 1024**2 >= Settings().max_upload_bytes  # the API's 413, not nginx's
+    assert directive("proxy_request_buffering") == "off"
+    assert directive("proxy_pass") == "http://avid_api"

@@ -49,6 +49,7 @@ class ItemDatabase(Protocol):
         windows: dict[Modality, WindowVectors],
         file_name: str | None = None,
         size_bytes: int | None = None,
+        created_at: float | None = None,
     ) -> dict[Modality, IdArray]: ...
 
     def set_metadata(self, tx: Any, item_id: str, metadata_json: str) -> bool: ...

@@ -10,6 +10,7 @@ connection per thread, each seeing a consistent WAL snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -125,6 +126,17 @@ def in_chunks(values: Sequence[Any], size: int = _SQL_VARS) -> Iterator[Sequence
         yield values[i : i + size]
 
 
+def stored_dim(path: Path) -> int | None:
+    """The vector width an existing SQLite store file was made for (None: not a store)."""
+    try:
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            row = conn.execute("SELECT value FROM store_meta WHERE key = 'dim'").fetchone()
+    except sqlite3.Error:
+        return None
+    return int(row[0]) if row else None
+
+
 class MetadataDB:
     """Items and window vectors in one SQLite file (see the module doc)."""
 
@@ -221,8 +233,10 @@ class MetadataDB:
         windows: dict[Modality, WindowVectors],
         file_name: str | None = None,
         size_bytes: int | None = None,
+        created_at: float | None = None,
     ) -> dict[Modality, IdArray]:
-        """Insert an item and its windows inside ``tx``; the new FAISS ids per modality."""
+        """Insert an item and its windows inside ``tx`` (``created_at``: now, unless an
+        item is being copied from another database); the new FAISS ids per modality."""
         counts = {m: len(windows[m]) if m in windows else 0 for m in MODALITIES}
         tx.execute(
             f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -235,7 +249,7 @@ class MetadataDB:
                 counts["video"],
                 counts["audio"],
                 metadata_json,
-                time.time(),
+                time.time() if created_at is None else created_at,
                 file_name,
                 size_bytes,
             ),
@@ -427,6 +441,11 @@ class MetadataDB:
                 .fetchone()
             )
         return int(row[0])
+
+    def model_versions(self) -> list[str]:
+        """Every model version some item is stored with, sorted."""
+        rows = self._reader().execute("SELECT DISTINCT model_version FROM items ORDER BY 1")
+        return [str(r[0]) for r in rows.fetchall()]
 
     def windows_of(self, item_id: str, modality: Modality) -> StoredWindows | None:
         rows = (

@@ -224,11 +224,19 @@ class MilvusBackend(IndexBackend):
             consistency_level="Strong",
         )
 
-    def restore(self, db: ItemDatabase, identity: SnapshotIdentity, snapshot: Path) -> Restored:
+    def reconciled(
+        self, db: ItemDatabase, identity: SnapshotIdentity
+    ) -> tuple[MilvusIndex, int, int]:
+        """The modality's collection brought in line with ``db``: (index, rows upserted,
+        rows deleted). What opening a store does, and what ``avid migrate-index`` resumes."""
         index = MilvusIndex(
             self.client, self._collection(db, identity), identity.spec, identity.model_version
         )
         added, removed = index.reconcile(db, identity.modality)
+        return index, added, removed
+
+    def restore(self, db: ItemDatabase, identity: SnapshotIdentity, snapshot: Path) -> Restored:
+        index, added, removed = self.reconciled(db, identity)
         detail = f"reconciled {index.collection} with SQLite: {added} upserted, {removed} deleted"
         log.info("%s index in Milvus, %s", identity.modality, detail)
         return Restored(index, "reconciled", detail, added + removed, None)

@@ -129,8 +129,10 @@ class PostgresMetadataDB:
         windows: dict[Modality, WindowVectors],
         file_name: str | None = None,
         size_bytes: int | None = None,
+        created_at: float | None = None,
     ) -> dict[Modality, IdArray]:
-        """Insert an item and its windows inside ``tx``; the new index ids per modality."""
+        """Insert an item and its windows inside ``tx`` (``created_at``: now, unless an
+        item is being copied from another database); the new index ids per modality."""
         counts = {m: len(windows[m]) if m in windows else 0 for m in MODALITIES}
         tx.execute(
             insert(t.items).values(
@@ -142,7 +144,7 @@ class PostgresMetadataDB:
                 n_video=counts["video"],
                 n_audio=counts["audio"],
                 metadata=metadata_json,
-                created_at=time.time(),
+                created_at=time.time() if created_at is None else created_at,
                 file_name=file_name,
                 size_bytes=size_bytes,
             )

@@ -108,7 +108,7 @@ class CeleryEmbeddingBackend:
         app: Celery,
         *,
         model_version: str,
-        data_dir: Path,
+        shared_dir: Path,
         hop: float,
         limits: MediaLimits,
         timeout_s: float,
@@ -117,7 +117,7 @@ class CeleryEmbeddingBackend:
     ) -> None:
         self.app = app
         self.model_version = model_version
-        self.data_dir = data_dir
+        self.shared_dir = shared_dir
         self.hop = hop
         self.limits = limits
         self.timeout_s = timeout_s
@@ -140,7 +140,7 @@ class CeleryEmbeddingBackend:
         return cls(
             app,
             model_version=model_version,
-            data_dir=settings.data_dir,
+            shared_dir=settings.shared_root,
             hop=settings.window_hop,
             limits=media_limits(settings),
             timeout_s=settings.task_timeout_s,
@@ -157,7 +157,7 @@ class CeleryEmbeddingBackend:
     ) -> FileEmbedding:
         """See ``EmbeddingBackend``; ``info`` stays here (the worker probes its own copy)."""
         kwargs = embed_task_kwargs(
-            shared_relative_path(path, self.data_dir),
+            shared_relative_path(path, self.shared_dir),
             modalities,
             hop=self.hop,
             limits=self.limits,

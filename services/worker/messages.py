@@ -1,7 +1,8 @@
 """What travels between the API and the workers through Redis: JSON only, never media bytes.
 
-The API sends ``embed_media`` a path RELATIVE to the data directory (shared storage, mounted
-by the API and every worker; each resolves it against its own ``AVID_DATA_DIR``), the wanted
+The API sends ``embed_media`` a path RELATIVE to the shared directory (storage mounted by the
+API and every worker; each resolves it against its own ``AVID_SHARED_DIR``, which defaults to
+``AVID_DATA_DIR``; API replicas give each its data dir inside one shared dir), the wanted
 modalities, the window hop and the media limits (the API's settings decide them, so a
 worker's own settings cannot change the windows). The worker answers with ``EmbeddingMessage``:
 per-window vectors as base64 little-endian float32 (exact, a third of the size of JSON
@@ -61,7 +62,8 @@ def resolve_shared_path(relative: str, data_dir: Path) -> Path:
     if not full.is_file():
         raise SharedPathError(
             f"{relative!r} is not in this worker's data directory {root}: "
-            "the API and the workers must share AVID_DATA_DIR (one volume)"
+            "the API and the workers must share AVID_DATA_DIR (one volume), or AVID_SHARED_DIR "
+            "when it holds several APIs' data dirs"
         )
     return full
 

@@ -44,7 +44,8 @@ def embed_media(
     limits: Mapping[str, Any],
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Embed the file at ``path`` (relative to the data directory); JSON result.
+    """Embed the file at ``path`` (relative to the shared directory: ``AVID_SHARED_DIR``, else
+    the data directory); JSON result.
 
     A ``MediaError`` is raised again as ``RemoteMediaError`` (see ``services.worker.messages``).
     """
@@ -53,7 +54,7 @@ def embed_media(
         raise ValueError(f"modalities must be among video, audio; got {modalities}")
     wanted = frozenset(_MODALITIES[m] for m in modalities)
     loaded = model.backend()
-    file = resolve_shared_path(path, model.settings.data_dir)
+    file = resolve_shared_path(path, model.settings.shared_root)
     # The request's own hop and limits (the API's settings), on the process's model and batcher.
     backend = LocalEmbeddingBackend(
         loaded.embedder, loaded.batcher, hop=hop, limits=MediaLimits(**limits)

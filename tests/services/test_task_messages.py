@@ -102,3 +102,20 @@ def test_paths_stay_inside_the_shared_data_directory(tmp_path: Path) -> None:
             resolve_shared_path(escaping, data_dir)
     with pytest.raises(SharedPathError, match="must share AVID_DATA_DIR"):
         resolve_shared_path("media/missing.mp4", data_dir)
+
+
+def test_replicas_data_dirs_inside_one_shared_directory(tmp_path: Path) -> None:
+    """Two API replicas, each with its data dir inside AVID_SHARED_DIR, and one worker on
+    the shared directory: each replica's upload path resolves to its file on the worker."""
+    worker = Settings(data_dir=tmp_path, shared_dir=tmp_path)
+    assert Settings(data_dir=tmp_path).shared_root == tmp_path  # the default: the data dir
+    for name in ("api-1", "api-2"):
+        api = Settings(data_dir=tmp_path / name, shared_dir=tmp_path)
+        upload = api.media_dir / "abc.mp4"
+        upload.parent.mkdir(parents=True)
+        upload.write_bytes(name.encode())
+        relative = shared_relative_path(upload, api.shared_root)
+        assert relative == f"{name}/media/abc.mp4"
+        assert resolve_shared_path(relative, worker.shared_root).read_bytes() == name.encode()
+    with pytest.raises(ValueError, match="must be inside AVID_SHARED_DIR"):
+        Settings(data_dir=tmp_path / "elsewhere", shared_dir=tmp_path / "shared")
