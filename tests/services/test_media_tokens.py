@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from services.api.app import create_app
 from services.api.media_tokens import issue_media_token
+from services.client import AvidClient, ClientError
 from tests.services.conftest import Media, SettingsFactory, service_settings
 from tests.services.test_api import assert_error
 
@@ -127,3 +128,26 @@ def test_without_a_service_key_the_urls_are_plain(
         assert body["expires_at"] is None
         assert body["url"] == f"http://testserver/items/{item_id}/media"
         assert client.get(body["url"], headers={"Range": "bytes=0-9"}).status_code == 206
+
+
+def test_the_client_gets_signed_urls_and_sends_batches(
+    client: TestClient, media: Media, items: tuple[str, str]
+) -> None:
+    with AvidClient("http://testserver", READ_KEY, transport=client._transport) as avid:
+        urls = avid.media_url(items[0])
+    assert client.get(urls["url"], headers={"Range": "bytes=0-9"}).status_code == 206
+    with AvidClient("http://testserver", KEY, transport=client._transport) as avid:
+        entries = avid.embed_batch(
+            [media.short_video, media.wav],
+            ids=["short-x", None],
+            metadatas=[{"label": "x"}, None],
+            metadata={"set": "client"},
+        )
+        assert [e["status"] for e in entries] == [200, 200]
+        assert avid.item("short-x").metadata == {"set": "client", "label": "x"}
+        assert avid.item(entries[1]["result"]["id"]).metadata == {"set": "client"}
+        with pytest.raises(ClientError) as refused:
+            avid.embed_batch([media.short_video], ids=["a", "b"])
+        assert (refused.value.status, refused.value.code) == (422, "invalid_batch")
+        for entry in entries:
+            avid.delete(entry["result"]["id"])
