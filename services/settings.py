@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         description="a second key that may search and read but not embed, change or delete "
         "(needs api_key)",
     )
+    media_token_ttl_s: float = Field(
+        default=900.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="how long a signed media URL (GET /items/{id}/media-url) plays",
+    )
     cors_origins: str = Field(
         default="",
         description="comma-separated origins a browser may call the API from ('*': any); "

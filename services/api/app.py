@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from services.api.errors import install_exception_handlers
 from services.api.metrics import MetricsMiddleware, ServiceMetrics
 from services.api.request_guard import RequestGuardMiddleware
-from services.api.routes import batch, embed, health, items, jobs, page, search
+from services.api.routes import batch, embed, health, item_files, items, jobs, page, search
 from services.api.state import start_services
 from services.settings import Settings, get_settings
 
@@ -76,7 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.shutdown_clock = ShutdownClock()
     install_exception_handlers(app)
     app.add_middleware(RequestGuardMiddleware)
-    routers = [module.router for module in (embed, batch, search, items, jobs, health, page)]
+    routers = [
+        module.router for module in (embed, batch, search, items, item_files, jobs, health, page)
+    ]
     routes = [route for router in routers for route in router.routes]
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
     for router in routers:

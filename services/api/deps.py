@@ -5,10 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import (
+    APIKeyHeader,
+    APIKeyQuery,
+    HTTPAuthorizationCredentials,
+    HTTPBearer,
+)
 
 from services.api.auth import Access, access_of, require_write
 from services.api.errors import ApiError
+from services.api.media_tokens import MAX_TOKEN_CHARS, check_media_token
 from services.api.state import ServiceState
 from services.embedding import EmbeddingBackend
 from services.index import IndexStore
@@ -63,17 +69,46 @@ header_scheme = APIKeyHeader(
 )
 
 
+media_token_scheme = APIKeyQuery(
+    name="token",
+    scheme_name="MediaToken",
+    description="`?token=...` from `GET /items/{item_id}/media-url`: reads that item's media "
+    "and poster, for a short while (a `<video>` cannot send a key header)",
+    auto_error=False,
+)
+
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+XApiKeyDep = Annotated[str | None, Depends(header_scheme)]
+
+
+def _authorization(credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    return None if credentials is None else f"{credentials.scheme} {credentials.credentials}"
+
+
 def get_access(
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
-    x_api_key: Annotated[str | None, Depends(header_scheme)] = None,
+    settings: SettingsDep, credentials: BearerDep = None, x_api_key: XApiKeyDep = None
 ) -> Access:
     """What the caller may do (401 without a valid key, when the service has one)."""
-    header = None if credentials is None else f"{credentials.scheme} {credentials.credentials}"
-    return access_of(settings, header, x_api_key)
+    return access_of(settings, _authorization(credentials), x_api_key)
 
 
 AccessDep = Annotated[Access, Depends(get_access)]
+
+
+def require_media_access(
+    item_id: str,
+    settings: SettingsDep,
+    credentials: BearerDep = None,
+    x_api_key: XApiKeyDep = None,
+    token: Annotated[str | None, Depends(media_token_scheme)] = None,
+) -> None:
+    """The item's media and poster: a key (either), or else a media token for this item."""
+    if token is not None and credentials is None and x_api_key is None:
+        if len(token) > MAX_TOKEN_CHARS:
+            raise ApiError(401, "unauthorized", "invalid media token")
+        check_media_token(settings, token, item_id)
+        return
+    access_of(settings, _authorization(credentials), x_api_key)
 
 
 def require_api_key(access: AccessDep) -> None:
@@ -88,3 +123,4 @@ def require_write_key(access: AccessDep) -> None:
 
 Authenticated = Depends(require_api_key)
 CanWrite = Depends(require_write_key)
+CanReadMedia = Depends(require_media_access)

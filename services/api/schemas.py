@@ -132,12 +132,25 @@ class ItemPage(BaseModel):
     )
 
 
+class MediaUrl(BaseModel):
+    url: str = Field(description="the item's kept file (HTTP Range), for a <video> or <audio>")
+    poster_url: str = Field(description="its poster (a JPEG), for an <img>")
+    expires_at: int | None = Field(
+        description="when the URLs stop working (UNIX seconds); null: the service has no key, "
+        "they carry no token and do not expire"
+    )
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in (
         (400, "a body the multipart parser refuses (a form field over its size limit, ...)"),
         (401, "missing or wrong API key"),
-        (403, "the read-only key, on a route that stores, changes or deletes"),
+        (
+            403,
+            "the read-only key on a route that stores, changes or deletes; a media token "
+            "of another item",
+        ),
         (404, "unknown item or job"),
         (408, "the request body stalled (no data for AVID_BODY_TIMEOUT_S)"),
         (409, "conflicting id or kind, duplicate content, or an item of another model version"),

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -204,6 +205,35 @@ class AvidClient:
         result = self.wait_for_job(job_id)
         return EmbedOutcome(result["id"], result, job_id)
 
+    def embed_batch(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        ids: Sequence[str | None] | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Upload several files in one ``POST /embed/batch``, each with its own id and
+        metadata (lists in the files' order; ``metadata`` for all, under each file's own).
+        One entry per file, as the service answered it: ``status`` and ``result``, ``job``
+        (a long file: ``wait_for_job``) or ``error``; the request's own refusal (lists that
+        do not fit the files) raises ``ClientError``."""
+        data: dict[str, str] = {}
+        if ids is not None:
+            data["ids"] = json.dumps(list(ids))
+        if metadatas is not None:
+            data["metadatas"] = json.dumps([None if m is None else dict(m) for m in metadatas])
+        if metadata is not None:
+            data["metadata"] = json.dumps(dict(metadata))
+        with ExitStack() as files:
+            parts = [
+                ("files", (Path(p).name, files.enter_context(Path(p).open("rb")))) for p in paths
+            ]
+            response = self._http.post("/embed/batch", files=parts, data=data)
+        _raise_for_error(response)
+        entries: list[dict[str, Any]] = response.json()["results"]
+        return entries
+
     def wait_for_job(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
         """The job's result once done; ``ClientError`` with the job's error if it failed."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -248,6 +278,12 @@ class AvidClient:
 
     def delete(self, item_id: str) -> None:
         self._call("DELETE", f"/items/{item_id}")
+
+    def media_url(self, item_id: str) -> dict[str, Any]:
+        """Signed URLs of the item's media and poster (``url``, ``poster_url``) that work
+        without the key, for a player that cannot send headers, until ``expires_at``."""
+        body: dict[str, Any] = self._call("GET", f"/items/{item_id}/media-url")
+        return body
 
     def media(self, item_id: str) -> bytes:
         response = self._http.get(f"/items/{item_id}/media")

@@ -1,13 +1,34 @@
 """Which items a search may return: by kind and by metadata fields (equality and ``in``,
-as Qdrant's payload filters ``match.value`` and ``match.any``)."""
+as Qdrant's payload filters ``match.value`` and ``match.any``; ``gt``/``gte``/``lt``/``lte``
+on numbers, as its ``range``).
+
+Judged here, on the items' metadata, whichever vector engine holds the vectors (FAISS or
+Milvus): ``item_search`` asks the engine for more windows until enough items pass."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from services.index.records import ItemKind
+
+RangeOp = Literal["gt", "gte", "lt", "lte"]
+RANGE_OPS: dict[RangeOp, Callable[[Any, Any], bool]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+
+
+def is_number(value: Any) -> bool:
+    """A JSON number (not ``true``/``false``), finite."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -21,10 +42,13 @@ def _same(a: Any, b: Any) -> bool:
 
 @dataclass(frozen=True)
 class FieldCondition:
-    """The metadata value at ``path`` (keys into nested objects) is one of ``values``."""
+    """The metadata value at ``path`` (keys into nested objects) is one of ``values`` (when
+    given) and a number within every one of ``bounds`` (``("gte", 2)``: at least 2). A
+    missing field holds no condition."""
 
     path: tuple[str, ...]
-    values: tuple[Any, ...]
+    values: tuple[Any, ...] = ()
+    bounds: tuple[tuple[RangeOp, int | float], ...] = ()
 
     def holds(self, metadata: Mapping[str, Any]) -> bool:
         value: Any = metadata
@@ -32,7 +56,11 @@ class FieldCondition:
             if not isinstance(value, Mapping) or key not in value:
                 return False
             value = value[key]
-        return any(_same(value, wanted) for wanted in self.values)
+        if self.values and not any(_same(value, wanted) for wanted in self.values):
+            return False
+        if self.bounds and not is_number(value):
+            return False
+        return all(RANGE_OPS[op](value, bound) for op, bound in self.bounds)
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,11 @@ from services.index import (
     BadItem,
     BadVector,
     DuplicateContent,
+    FieldCondition,
     IndexStore,
     IndexStoreError,
     ItemExists,
+    ItemFilter,
     ItemNotFound,
     ItemRecord,
     IVFParams,
@@ -38,6 +40,7 @@ from services.index import (
 from services.index.backend_choice import make_backend
 from services.index.index_backend import INDEX_BACKENDS, IndexBackendName
 from services.index.index_settings import INDEX_TYPES, IndexType
+from services.index.item_filter import RangeOp
 from tests.services.index_store_helpers import VERSION, make_item, near, unit, windows
 from tests.services.postgres_db import fresh_database
 
@@ -674,3 +677,32 @@ def test_settings_choose_the_backend_and_refuse_a_bad_one(tmp_path: Path) -> Non
         Settings(milvus_uri="/tmp/x.sqlite")
     with pytest.raises(ValidationError):
         Settings(index_backend=cast(Any, "qdrant"))
+
+
+def test_range_filters_hold_the_same_on_faiss_and_milvus(
+    tmp_path: Path, backend_name: IndexBackendName
+) -> None:
+    """gt/gte/lt/lte on a number field, judged on the items' metadata: the same items come
+    back whichever engine holds the vectors, each the nearest k of those that pass."""
+    rng = np.random.default_rng(21)
+    items = [make_item(rng, f"r-{i}", item_id=f"r-{i}", metadata={"n": i}) for i in range(40)]
+    items.append(make_item(rng, "r-text", item_id="r-text", metadata={"n": "5"}))
+    opener, opened = store_opener(tmp_path, backend_name)
+    store = opener("flat")
+    store.add_items(items)
+    query = unit(rng, 1)[0]
+    everything = store.search(query, "video", k=len(items))
+    try:
+        cases: list[tuple[tuple[tuple[RangeOp, float], ...], set[int]]] = [
+            ((("gte", 10), ("lt", 20)), set(range(10, 20))),
+            ((("gt", 35),), set(range(36, 40))),
+            ((("lte", 2.5),), {0, 1, 2}),
+        ]
+        for bounds, wanted in cases:
+            flt = ItemFilter(conditions=(FieldCondition(("n",), bounds=bounds),))
+            hits = store.search(query, "video", k=3, item_filter=flt)
+            expected = [h.item_id for h in everything if h.item_id in {f"r-{n}" for n in wanted}]
+            assert [h.item_id for h in hits] == expected[:3]
+    finally:
+        for s in opened:
+            s.close()

@@ -86,6 +86,15 @@ def test_upload_browse_search_play_at_the_window_and_delete(
     browser: Browser, server: ServerProcess, media: Media, tmp_path: Path
 ) -> None:
     page = open_page(browser, server, KEY)
+    media_requests: list[tuple[str, str]] = []  # (url, Range header) of the media's requests
+    page.on(
+        "request",
+        lambda r: (
+            media_requests.append((r.url, r.headers.get("range", "")))
+            if "/media?" in r.url
+            else None
+        ),
+    )
     expect(page.locator("#status")).to_contain_text("ready")
     # Upload: three videos and a sound, with metadata, each with its progress bar; they
     # last 3 s, so each is a job the page follows until it is done.
@@ -145,6 +154,14 @@ def test_upload_browse_search_play_at_the_window_and_delete(
         assert state["error"] is None
         assert state["duration"] == pytest.approx(3.0, abs=0.2)
         assert state["time"] == pytest.approx(hit["start"], abs=0.1), state
+        # With a key the player streams a signed URL (no header): not a blob in memory.
+        src = video.get_attribute("src") or ""
+        assert f"/items/{hit['id']}/media?token=" in src, src
+    # The browser asked the signed URLs for byte ranges, and the service answered them.
+    assert any(r.startswith("bytes=") for _, r in media_requests), media_requests
+    signed = next(url for url, _ in media_requests)
+    ranged = httpx.get(signed, headers={"Range": "bytes=0-99"}, timeout=30)  # no key
+    assert (ranged.status_code, len(ranged.content)) == (206, 100)
     page.locator("#search").screenshot(path=str(screenshot_path(tmp_path, "page-search.png")))
     page.screenshot(path=str(screenshot_path(tmp_path, "page-full.png")), full_page=True)
     # The other way: a video's pictures find sounds (audio items and video soundtracks).

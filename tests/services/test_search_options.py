@@ -1,6 +1,6 @@
-"""Search beyond the cross-modal default, over the real app: metadata filters (equality and
-``in``), item kind (sound files or video soundtracks), a score threshold, vectors in the
-answer, search by a raw vector, and video->video / audio->audio."""
+"""Search beyond the cross-modal default, over the real app: metadata filters (equality,
+``in`` and number ranges), item kind (sound files or video soundtracks), a score threshold,
+vectors in the answer, search by a raw vector, and video->video / audio->audio."""
 
 from __future__ import annotations
 
@@ -56,6 +56,14 @@ def test_metadata_filters_equality_in_and_nested_fields(
     assert found({"n": True}) == set()  # JSON true is not the number 1
     assert found({"tags.x": True}) == {ids["v2"]}
     assert found({"missing": None}) == set()
+    # number ranges (Qdrant's range): a missing field or a non-number is in no range
+    assert found({"n": {"gt": 1}}) == {ids["v1"]}
+    assert found({"n": {"gte": 1}}) == {ids["v0"], ids["v1"]}
+    assert found({"n": {"lt": 2}}) == {ids["v0"]}
+    assert found({"n": {"gte": 0.5, "lte": 1.5}}) == {ids["v0"]}
+    assert found({"n": {"in": [1, 2], "gt": 1}}) == {ids["v1"]}
+    assert found({"label": {"gte": 0}}) == set()  # strings are in no range
+    assert found({"label": "dog", "n": {"lte": 10}}) == {ids["v0"]}
     stored_query = client.get("/search", params={"audio": ids["wav"], "filter": '{"n": 2}'})
     assert {h["id"] for h in results(stored_query)} == {ids["v1"]}
 
@@ -67,7 +75,10 @@ def test_bad_filters_are_422_naming_the_problem(
     for raw, words in (
         ("{nope", "not valid JSON"),
         ("[1]", "JSON object"),
-        ('{"label": {"gt": 1}}', '"in"'),
+        ('{"label": {"like": 1}}', "'like' is not a condition"),
+        ('{"label": {}}', '"gte"'),
+        ('{"n": {"gt": "a"}}', "'gt' takes a finite number"),
+        ('{"n": {"lt": true}}', "'lt' takes a finite number"),
         ('{"label": {"in": []}}', "list of 1 to"),
         ('{"label": {"in": [[1]]}}', "strings, numbers"),
         ('{"label": [1]}', "use 'in'"),

@@ -1,8 +1,9 @@
 """``POST /embed/batch``: several files in one request, each with its own result or error.
 
-Thin: each file goes to ``services.ingest.submit_upload`` as if it came alone (a few at once,
-so their windows share the model's batches); a file's refusal is its own entry, never the
-request's."""
+Thin: the per-file fields (``ids``, ``metadatas``) are checked by
+``services.batch_fields`` before anything is saved; then each file goes to
+``services.ingest.submit_upload`` as if it came alone (a few at once, so their windows share
+the model's batches); a file's refusal is its own entry, never the request's."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from services.api.deps import CanWrite, StateDep
 from services.api.errors import ApiError, describe
 from services.api.routes.embed import MetadataField
 from services.api.schemas import ERROR_RESPONSES, EmbedResult, ErrorDetail, JobAccepted
+from services.batch_fields import batch_fields
 from services.index import ItemKind
-from services.item_metadata import parse_metadata
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +64,36 @@ def embed_batch(
         Literal["auto", "video", "audio"],
         Form(description="auto: /embed/audio for sound files (audio/* or .wav, .mp3, ...)"),
     ] = "auto",
+    ids: Annotated[
+        str | None,
+        Form(
+            description="a JSON list with one item id per file, in the files' order: "
+            '["clip-1", null, ...] (null: a random id); ids must differ',
+        ),
+    ] = None,
+    metadatas: Annotated[
+        str | None,
+        Form(
+            description="a JSON list with one metadata object per file, in the files' "
+            'order: [{"label": "dog"}, null, ...]; each is merged over `metadata` (its keys '
+            "win)",
+        ),
+    ] = None,
     metadata: MetadataField = None,
 ) -> BatchResults:
     """Embed and store several files; each entry is what ``/embed/{kind}`` would have
-    answered for that file alone (a long file: a job to poll). Metadata applies to all."""
+    answered for that file alone (a long file: a job to poll). ``metadata`` applies to all;
+    ``ids`` and ``metadatas`` give each file its own (422 ``invalid_batch`` before anything
+    is stored when they do not fit the files)."""
     if not 1 <= len(files) <= MAX_BATCH_FILES:
         raise ApiError(422, "invalid_request", f"send 1 to {MAX_BATCH_FILES} files")
-    parse_metadata(metadata)  # refused once for the whole request, not once a file
+    fields = batch_fields(len(files), ids, metadatas, metadata)  # refused whole, up front
 
     def one(index: int, upload: UploadFile) -> BatchEntry:
         entry: dict[str, Any] = {"index": index, "file_name": upload.filename}
+        own = fields[index]
         form = ingest.UploadForm(
-            kind_for(upload, kind), upload.file, upload.filename, None, metadata
+            kind_for(upload, kind), upload.file, upload.filename, own.item_id, own.metadata
         )
         try:
             outcome = ingest.submit_upload(

@@ -12,12 +12,11 @@ from fastapi.responses import JSONResponse
 from services import ingest
 from services.api.deps import CanWrite, StateDep
 from services.api.schemas import ERROR_RESPONSES, EmbedResult, JobAccepted
+from services.batch_fields import ITEM_ID_PATTERN
 from services.index import ItemKind
 from services.item_metadata import MAX_METADATA_BYTES, MAX_METADATA_DEPTH
 
 router = APIRouter(tags=["embed"], dependencies=[CanWrite])
-
-ITEM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 
 FileField = Annotated[UploadFile, File(description="a video or audio file FFmpeg can read")]
 IdField = Annotated[

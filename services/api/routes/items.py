@@ -1,5 +1,5 @@
-"""``/items``: list, read, change (``PATCH``) and delete stored items; play an item's kept
-file (``/media``, with HTTP Range) and see a picture of it (``/poster``)."""
+"""``/items``: list, read, change (``PATCH``) and delete stored items (an item's files:
+``routes/item_files.py``)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
 
-from services import item_media, media_files
-from services.api.deps import Authenticated, CanWrite, SettingsDep, StateDep, StoreDep
+from services import media_files
+from services.api.deps import Authenticated, CanWrite, StateDep, StoreDep
 from services.api.errors import ApiError
 from services.api.routes.params import Limit, Offset
 from services.api.schemas import ERROR_RESPONSES, ItemOut, ItemPage
@@ -18,11 +17,6 @@ from services.index import ItemKind, ItemNotFound
 from services.item_metadata import MAX_METADATA_BYTES, patch_item_metadata
 
 router = APIRouter(tags=["items"], dependencies=[Authenticated])
-
-PosterAt = Annotated[
-    float | None,
-    Query(ge=0, allow_inf_nan=False, description="time (s) of the picture; default: mid-file"),
-]
 
 
 @router.get("/items", response_model=ItemPage, responses=ERROR_RESPONSES)
@@ -119,42 +113,3 @@ def delete_item(item_id: str, state: StateDep) -> Response:
     if not media_files.delete_item(state.store, state.settings.media_dir, item_id):
         raise ItemNotFound(item_id)
     return Response(status_code=204)
-
-
-@router.get(
-    "/items/{item_id}/media",
-    response_class=FileResponse,
-    responses={
-        200: {"description": "the kept file", "content": {"video/mp4": {}, "audio/wav": {}}},
-        206: {"description": "the byte range asked for (a `Range` header)"},
-        416: {"description": "a range outside the file"},
-        **ERROR_RESPONSES,
-    },
-)
-def item_media_file(item_id: str, store: StoreDep, settings: SettingsDep) -> FileResponse:
-    """The item's kept file as uploaded, with HTTP Range support (a video element seeks
-    with it)."""
-    kept = item_media.kept_file(store, settings.media_dir, item_id)
-    download_name = kept.record.file_name or f"{item_id}{kept.path.suffix}"
-    return FileResponse(
-        kept.path,
-        media_type=kept.media_type,
-        filename=download_name,
-        content_disposition_type="inline",
-    )
-
-
-@router.get(
-    "/items/{item_id}/poster",
-    response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}}, **ERROR_RESPONSES},
-)
-def item_poster(
-    item_id: str, store: StoreDep, settings: SettingsDep, at: PosterAt = None
-) -> Response:
-    """A JPEG picture: of a video item, its frame at ``at`` seconds (default: the middle; at
-    most 320 px on its longer side); of an audio item, its waveform (320x120)."""
-    kept = item_media.kept_file(store, settings.media_dir, item_id)
-    jpeg = item_media.item_poster(settings.media_dir, kept, at)  # decoded once, then cached
-    headers = {"Cache-Control": "private, max-age=3600"}
-    return Response(jpeg, media_type="image/jpeg", headers=headers)

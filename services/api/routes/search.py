@@ -20,7 +20,8 @@ router = APIRouter(tags=["search"], dependencies=[Authenticated])
 
 _FILTER_TEXT = (
     'JSON object of metadata fields the items must hold: {"label": "dog"} (equality), '
-    '{"label": {"in": ["dog", "cat"]}} (one of); "a.b" is field b of object a'
+    '{"label": {"in": ["dog", "cat"]}} (one of), {"year": {"gte": 2000, "lt": 2010}} '
+    '(a number in a range: gt, gte, lt, lte); "a.b" is field b of object a'
 )
 _THRESHOLD_TEXT = "leave out hits scoring below this (cosine similarity, -1..1)"
 _KIND_TEXT = (

@@ -9,7 +9,6 @@ const RECORD_SECONDS = 5;
 const $ = (id) => document.getElementById(id);
 let access = "write";
 let browseOffset = 0;
-let objectUrls = [];
 
 class ApiError extends Error {
   constructor(status, code, message) {
@@ -70,19 +69,13 @@ function showError(error) {
   box.hidden = false;
 }
 
-// Media elements cannot send headers: with a key, the file is fetched and played from memory.
-async function mediaUrl(path) {
-  if (!apiKey()) return path;
-  const response = await fetch(path, { headers: authHeaders() });
-  if (!response.ok) throw await errorOf(response);
-  const url = URL.createObjectURL(await response.blob());
-  objectUrls.push(url);
-  return url;
-}
-
-function releaseObjectUrls() {
-  objectUrls.forEach((url) => URL.revokeObjectURL(url));
-  objectUrls = [];
+// Media elements cannot send the key header: with a key they load the signed URLs the
+// service issues (a short-lived token bound to the item), so a <video> still streams and
+// seeks with Range requests instead of the page downloading the whole file first.
+async function mediaUrls(item) {
+  const path = `/items/${encodeURIComponent(item)}`;
+  if (!apiKey()) return { url: `${path}/media`, poster_url: `${path}/poster` };
+  return api(`${path}/media-url`);
 }
 
 function askForKey(reason) {
@@ -149,13 +142,13 @@ function metadataBlock(metadata) {
 }
 
 // A player for an item, started at `start` (a `#t=` fragment, and currentTime once loaded).
-async function player(item, kind, start, end) {
+async function player(item, kind, start, end, urls) {
   const element = document.createElement(kind === "video" ? "video" : "audio");
   element.controls = true;
   element.preload = "auto";
   element.muted = kind === "video";
   element.setAttribute("aria-label", `${kind} of ${item}`);
-  const url = await mediaUrl(`/items/${encodeURIComponent(item)}/media`);
+  const url = (urls || await mediaUrls(item)).url;
   if (start !== undefined) {
     element.dataset.start = String(start);
     element.addEventListener("loadedmetadata", () => { element.currentTime = start; },
@@ -223,7 +216,6 @@ $("search-form").addEventListener("submit", async (event) => {
   if (form.get("target") !== "audio" || !form.get("item_kind")) form.delete("item_kind");
   const list = $("results");
   list.replaceChildren();
-  releaseObjectUrls();
   $("search-info").textContent = "Searching…";
   $("search-button").disabled = true;
   try {
@@ -280,9 +272,12 @@ async function browse(offset) {
       picture.alt = item.kind === "video"
         ? `A picture from ${item.file_name || item.id}`
         : `The waveform of ${item.file_name || item.id}`;
-      picture.src = await mediaUrl(`/items/${encodeURIComponent(item.id)}/poster`);
+      const urls = await mediaUrls(item.id);
+      picture.src = urls.poster_url;
       pictures.push(picture);
-      if (item.kind === "audio") pictures.push(await player(item.id, "audio"));
+      if (item.kind === "audio") {
+        pictures.push(await player(item.id, "audio", undefined, undefined, urls));
+      }
     } catch (error) {
       const note = document.createElement("p");
       note.textContent = `(${error.message})`;
