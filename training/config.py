@@ -37,6 +37,9 @@ class DataConfig:
     # The colour jitter's hue range (0.2 in the spec; 0 skips torchvision's RGB -> HSV -> RGB
     # round trip, about half of each training item's CPU time at 32 px).
     hue: float = Field(default=0.2, ge=0.0, le=0.5)
+    # Probability that a clip's sound passes through a random telephone line or room (not the
+    # spec: for voices recorded outside espeak-ng; training/augment.py random_channel).
+    channel_p: float = Field(default=0.0, ge=0.0, le=1.0)
     cache: bool = False  # keep decoded clips in memory (small data sets)
     workers: int = Field(default=2, ge=0)
     stats_clips: int = Field(default=256, ge=1)  # clips used for spectrogram statistics

@@ -24,7 +24,7 @@ from avid_model.features import (
     video_clip_to_tensor,
 )
 from avid_model.media import decode_audio, probe, read_clip
-from training.augment import AugmentConfig, VideoAugment, random_volume
+from training.augment import AugmentConfig, VideoAugment, random_channel, random_volume
 from training.clips import (
     ClipWindow,
     DecodedMedia,
@@ -241,6 +241,7 @@ class AVClipDataset(Dataset[dict[str, Any]]):
             waveform = torch.zeros(cfg.audio_samples)
         elif self.train:
             waveform = random_volume(waveform, gen, self.augment_config.volume)
+            waveform = random_channel(waveform, cfg.sample_rate, gen, self.augment_config.channel_p)
         audio = self.stats.normalize(log_spectrogram(waveform, cfg)[0])
 
         record = self.records[video_index]

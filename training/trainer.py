@@ -62,7 +62,13 @@ def _augment_config(config: TrainConfig) -> AugmentConfig:
     data = config.data
     if not data.augment:
         return NO_AUGMENT
-    return replace(AugmentConfig(), crop_scale=data.crop_scale, flip_p=data.flip_p, hue=data.hue)
+    return replace(
+        AugmentConfig(),
+        crop_scale=data.crop_scale,
+        flip_p=data.flip_p,
+        hue=data.hue,
+        channel_p=data.channel_p,
+    )
 
 
 class NonFiniteLossError(RuntimeError):

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from avid_model.features import PreprocessConfig
-from training.augment import AugmentConfig, VideoAugment, random_volume
+from training.augment import (
+    AugmentConfig,
+    VideoAugment,
+    random_channel,
+    random_volume,
+    reverberate,
+    telephone,
+)
 
 CFG = PreprocessConfig(crop_size=32)
 
@@ -78,3 +85,49 @@ def test_random_volume_range_and_determinism() -> None:
     assert 1.08 < max(gains) <= 1.1
     assert torch.equal(random_volume(wave, _gen(3)), random_volume(wave, _gen(3)))
     assert float(random_volume(wave, _gen(0), (2.0, 2.0))[0]) == 2.0
+
+
+RATE = 24_000
+
+
+def _tone(hz: float, seconds: float = 1.0) -> torch.Tensor:
+    t = torch.arange(round(RATE * seconds), dtype=torch.float32) / RATE
+    return 0.5 * torch.sin(2 * torch.pi * hz * t)
+
+
+def _rms(x: torch.Tensor) -> float:
+    return float(x.pow(2).mean().sqrt())
+
+
+@pytest.mark.parametrize("mu_law", [False, True])
+def test_telephone_passes_the_voice_band_and_stops_what_lies_outside(mu_law: bool) -> None:
+    voice, high, low = _tone(1_000.0), _tone(6_000.0), _tone(60.0)
+    for tone in (voice, high, low):
+        assert telephone(tone, RATE, mu_law).shape == tone.shape
+    mid = slice(RATE // 4, 3 * RATE // 4)  # away from the filters' edges
+    assert _rms(telephone(voice, RATE, mu_law)[mid]) > 0.6 * _rms(voice)
+    assert _rms(telephone(high, RATE, mu_law)[mid]) < 0.05 * _rms(high)
+    assert _rms(telephone(low, RATE, mu_law)[mid]) < 0.25 * _rms(low)
+
+
+def test_reverberate_spreads_an_impulse_over_the_room_time_and_keeps_the_level() -> None:
+    click = torch.zeros(RATE)
+    click[1000] = 1.0
+    out = reverberate(click, RATE, 0.5, torch.Generator().manual_seed(0))
+    assert out.shape == click.shape
+    assert abs(_rms(out) - _rms(click)) < 1e-4
+    assert float(out[:1000].abs().max()) < 1e-6  # nothing before the sound (FFT round-off)
+    tail = out[1000 + RATE // 10 : 1000 + RATE // 5]  # 0.1-0.2 s later: the room still rings
+    assert _rms(tail) > 1e-4
+
+
+def test_random_channel_is_off_at_p0_and_reproducible_per_generator() -> None:
+    wave = torch.randn(RATE, generator=torch.Generator().manual_seed(1)) * 0.1
+    assert random_channel(wave, RATE, torch.Generator().manual_seed(0), 0.0) is wave
+    outs = [random_channel(wave, RATE, torch.Generator().manual_seed(s), 1.0) for s in range(8)]
+    again = [random_channel(wave, RATE, torch.Generator().manual_seed(s), 1.0) for s in range(8)]
+    for out, twin in zip(outs, again, strict=True):
+        assert out.shape == wave.shape
+        assert torch.equal(out, twin)
+        assert not torch.allclose(out, wave, atol=1e-3)
+    assert len({round(_rms(o), 5) for o in outs}) > 1  # the channel is drawn, not fixed
