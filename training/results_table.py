@@ -63,6 +63,8 @@ class Row:
 # The spec's memory-bank negatives (configs/avid_kinetics.yaml), for a base config that has
 # none (an in-batch recipe such as configs/avdigits_summary_spectrum.yaml).
 PAPER_NEGATIVES = 1024
+# The spec's NCE temperature: a base config tuned for in-batch negatives may soften it.
+PAPER_TEMPERATURE = 0.07
 
 ROWS: tuple[Row, ...] = (
     Row("random", "random init", trained=False),
@@ -121,9 +123,13 @@ def _row_budget(text: str) -> tuple[str, float]:
 def _memory_bank(config: Path) -> list[str]:
     """The overrides that put a paper row on the memory bank: its cross-modal positive is the
     other modality's memory row, and its negatives are memory rows (the base config's count,
-    or the spec's where the base config has none)."""
+    or the spec's where the base config has none), at the spec's temperature."""
     negatives = load_config(config).loss.negatives or PAPER_NEGATIVES
-    return ["loss.positives=memory", f"loss.negatives={negatives}"]
+    return [
+        "loss.positives=memory",
+        f"loss.negatives={negatives}",
+        f"loss.temperature={PAPER_TEMPERATURE}",
+    ]
 
 
 def _train_row(row: Row, seed: int, args: argparse.Namespace) -> dict[str, Any]:

@@ -147,16 +147,22 @@ def test_paper_rows_train_on_the_memory_bank_and_the_inbatch_row_on_the_batch(
     tmp_path: Path,
 ) -> None:
     from training.config import load_config
-    from training.results_table import PAPER_NEGATIVES, ROWS, _memory_bank
+    from training.results_table import PAPER_NEGATIVES, PAPER_TEMPERATURE, ROWS, _memory_bank
 
-    # A base config with the in-batch recipe (no memory negatives) still gives the paper's
-    # rows the memory bank, with the spec's negatives; a base with its own count keeps it.
+    # A base config with the in-batch recipe (no memory negatives, a softer temperature) still
+    # gives the paper's rows the memory bank, with the spec's negatives and temperature; a base
+    # with its own count keeps it; the inbatch row keeps the base's temperature.
     inbatch_base = tmp_path / "inbatch.yaml"
     inbatch_base.write_text(
         yaml.safe_dump(
             {
                 "model": {"name": "avid-tiny"},
-                "loss": {"objective": "infonce", "positives": "batch", "negatives": 0},
+                "loss": {
+                    "objective": "infonce",
+                    "positives": "batch",
+                    "negatives": 0,
+                    "temperature": 0.2,
+                },
             }
         )
     )
@@ -166,9 +172,12 @@ def test_paper_rows_train_on_the_memory_bank_and_the_inbatch_row_on_the_batch(
         assert rows[key].memory_bank
         config = load_config(inbatch_base, [*_memory_bank(inbatch_base), *rows[key].overrides])
         assert (config.loss.positives, config.loss.negatives) == ("memory", PAPER_NEGATIVES)
+        assert config.loss.temperature == PAPER_TEMPERATURE
         config = load_config(small_base, [*_memory_bank(small_base), *rows[key].overrides])
         assert (config.loss.positives, config.loss.negatives) == ("memory", 8)
     assert not rows["inbatch"].memory_bank
     config = load_config(small_base, ["loss.objective=nce", *rows["inbatch"].overrides])
     assert (config.loss.positives, config.loss.negatives) == ("batch", 0)
     assert (config.loss.objective, config.loss.within_coeff) == ("infonce", 0.0)
+    config = load_config(inbatch_base, rows["inbatch"].overrides)
+    assert config.loss.temperature == 0.2
