@@ -2,14 +2,17 @@
 
     .venv/bin/python -m bench.real_speech --data data/avdigits6k
     .venv/bin/python -m bench.real_speech --data data/avdigits6k --model models/avid-lite-avdigits
-    .venv/bin/python -m bench.real_speech --data data/avdigits6k --noise avdigits
+    .venv/bin/python -m bench.real_speech --data data/avdigits6k --backgrounds silence
 
 The video embeddings of the AV-Digits test split (one centred clip per video, as ``avid eval``
 extracts them) are the index. Each source of spoken digits 0-9 is a set of queries: every
-recording is resampled to the model's audio rate, centred in the model's 2 s window (its centre
-kept when longer), scaled to the middle of AV-Digits' mix levels (-22 dBFS RMS) and embedded by
-the audio tower; ``--noise avdigits`` instead mixes it into the generator's own noise at its
-random SNR, onset and level (``training.avdigits_audio.mix_soundtrack``, seeded). A retrieved
+recording is resampled to the model's audio rate, put in the model's 2 s window and embedded by
+the audio tower, over two backgrounds (a row each): ``silence``, the word centred (its centre
+kept when longer) in digital silence and scaled to the middle of AV-Digits' mix levels
+(-22 dBFS RMS); ``noise``, the word placed and mixed into the generator's own noise at its
+random onset, SNR and level (``training.avdigits_audio.mix_soundtrack``, seeded by ``--seed``
+and the recording's place). Every AV-Digits soundtrack is noisy, so silence alone is out of the
+training distribution: the two rows tell the voice's effect from the background's. A retrieved
 video is a hit when its label is the recording's digit: the table gives class-level P@1, P@5,
 mAP and chance, and per digit the recordings whose first video is right (hits / recordings).
 
@@ -62,9 +65,10 @@ ASTERISK_DIGITS = (
     Path("/usr/share/asterisk/sounds/en/digits"),
 )
 SAYTIME_DIR = Path("/usr/share/saytime")  # 0.au .. 9.au: headerless 8 kHz mu-law
-REFERENCE = "AV-Digits test soundtracks (reference)"
+BACKGROUNDS = ("silence", "noise")
 COLUMNS = [
     "source",
+    "background",
     "recordings",
     "P@1",
     "P@5",
@@ -206,14 +210,16 @@ def held_out_voices(data: Path, count: int) -> list[str]:
 
 
 def model_window(
-    recording: Recording, cfg: PreprocessConfig, noise: str, rng: np.random.Generator
+    recording: Recording, cfg: PreprocessConfig, background: str, rng: np.random.Generator
 ) -> torch.Tensor:
     """(audio_samples,) float32 at ``cfg.sample_rate``: the recording in the model's window.
 
-    ``noise="none"``: centred (its centre kept when longer), silence around it, scaled to
-    LEVEL_DBFS RMS (peak at most 0.99). ``"avdigits"``: placed and mixed as the generator does.
+    ``"silence"``: centred (its centre kept when longer), silence around it, scaled to
+    LEVEL_DBFS RMS (peak at most 0.99). ``"noise"``: placed and mixed as the generator does.
     """
-    if noise == "avdigits":
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}")
+    if background == "noise":
         rate = avdigits_audio.SAMPLE_RATE
         word = avdigits_audio.resample_fft(recording.waveform, recording.rate, rate)
         word /= max(float(np.abs(word).max()), 1e-6)
@@ -240,7 +246,7 @@ def model_window(
 def embed_recordings(
     model: AVIDModel,
     recordings: Sequence[Recording],
-    noise: str = "none",
+    background: str = "silence",
     seed: int = 0,
     device: torch.device | None = None,
 ) -> torch.Tensor:
@@ -248,7 +254,7 @@ def embed_recordings(
     model = model.eval().to(device or torch.device("cpu"))
     cfg = model.preprocess
     windows = [
-        model_window(r, cfg, noise, np.random.default_rng([seed, i]))
+        model_window(r, cfg, background, np.random.default_rng([seed, i]))
         for i, r in enumerate(recordings)
     ]
     spec = audio_batch(windows, cfg, model.spectrogram_stats)
@@ -301,19 +307,32 @@ def score(
     return row
 
 
+def reference_name(split: str) -> str:
+    return f"AV-Digits {split} soundtracks (reference)"
+
+
 def run_bench(
     model: AVIDModel,
     index: SplitFeatures,
     voices: Sequence[str],
     *,
-    noise: str = "none",
+    split: str = "test",
+    backgrounds: Sequence[str] = BACKGROUNDS,
     seed: int = 0,
     device: torch.device | None = None,
     loaders: dict[str, Callable[[], list[Recording]]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per source: the reference row, then ROWS (skipped ones carry the reason)."""
+    """The reference row, then for each of ROWS a row per background (a source this machine
+    lacks: one row with the reason)."""
     reference = score(index.audio, index.labels, index, exclude_same_index=True)
-    rows = [{"source": REFERENCE, **reference, "note": "each clip's own video left out"}]
+    rows = [
+        {
+            "source": reference_name(split),
+            "background": "its own noise",
+            **reference,
+            "note": "each clip's own video left out",
+        }
+    ]
     loaders = loaders or source_loaders(voices, model.preprocess.sample_rate)
     loaded: dict[str, list[Recording] | SourceMissing] = {}
     for name, key, telephone in ROWS:
@@ -327,11 +346,12 @@ def run_bench(
             rows.append({"source": name, "recordings": 0, "note": f"skipped: {found}"})
             continue
         recordings = [telephone_band(r) for r in found] if telephone else found
-        queries = embed_recordings(model, recordings, noise, seed, device)
         labels = torch.tensor([r.label for r in recordings])
-        row = {"source": name, **score(queries, labels, index)}
-        row["names"] = [r.name for r in recordings]
-        rows.append(row | {"note": _note(key, voices, telephone)})
+        for background in backgrounds:
+            queries = embed_recordings(model, recordings, background, seed, device)
+            row = {"source": name, "background": background, **score(queries, labels, index)}
+            row["names"] = [r.name for r in recordings]
+            rows.append(row | {"note": _note(key, voices, telephone)})
     return rows
 
 
@@ -357,7 +377,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--split", default="test", help="the manifest split to index")
     parser.add_argument("--voices", nargs="*", default=None, help="espeak-ng voices")
     parser.add_argument("--voice-count", type=int, default=4, help="test-split voices to use")
-    parser.add_argument("--noise", choices=("none", "avdigits"), default="none")
+    parser.add_argument("--backgrounds", nargs="+", choices=BACKGROUNDS, default=list(BACKGROUNDS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=2, help="decoding processes (0: none)")
@@ -380,10 +400,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         batch_size=args.batch_size,
         device=device,
     )
-    rows = run_bench(model, index, voices, noise=args.noise, seed=args.seed, device=device)
+    rows = run_bench(
+        model,
+        index,
+        voices,
+        split=args.split,
+        backgrounds=args.backgrounds,
+        seed=args.seed,
+        device=device,
+    )
     header = (
         f"model {checkpoint} ({model.model_version}), index: {len(index.labels)} {args.split} "
-        f"videos of {args.data}, noise {args.noise}, torch {torch.__version__}"
+        f"videos of {args.data}, seed {args.seed}, torch {torch.__version__}"
     )
     print(f"\n{header}\n")
     print(markdown_table(rows, COLUMNS))
@@ -395,7 +423,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "model": str(checkpoint),
         "model_version": model.model_version,
         "voices": list(voices),
-        "noise": args.noise,
+        "backgrounds": list(args.backgrounds),
+        "seed": args.seed,
         "rows": rows,
     }
     write_json(args.json, payload)

@@ -17,7 +17,14 @@ import torch
 from avid_model import create_model
 from avid_model.checkpoint import save_checkpoint
 from bench import real_speech
-from bench.real_speech import COLUMNS, REFERENCE, ROWS, Recording, SourceMissing
+from bench.real_speech import (
+    BACKGROUNDS,
+    COLUMNS,
+    ROWS,
+    Recording,
+    SourceMissing,
+    reference_name,
+)
 from training.avdigits_audio import DIGIT_WORDS, SAMPLE_RATE, require_espeak, synthesize_word
 from training.evaluate import SplitFeatures
 
@@ -93,7 +100,7 @@ def test_model_window_centres_and_levels_the_word() -> None:
     cfg = create_model("avid-summary-spectrum").preprocess
     word = np.ones(8000, dtype=np.float32)  # 1 s at 8 kHz
     window = real_speech.model_window(
-        Recording(3, word, 8000, "w"), cfg, "none", np.random.default_rng(0)
+        Recording(3, word, 8000, "w"), cfg, "silence", np.random.default_rng(0)
     ).numpy()
     assert window.shape == (cfg.audio_samples,)
     loud = np.flatnonzero(np.abs(window) > 0.01)
@@ -134,8 +141,16 @@ def test_bench_writes_the_table_and_scores_the_reference_row(
     payload = real_speech.main([*args, "--voices", VOICE, "--workers", "0", "--json", str(out)])
 
     assert json.loads(out.read_text()) == json.loads(json.dumps(payload))
-    rows = {row["source"]: row for row in payload["rows"]}
-    assert list(rows) == [REFERENCE, *(name for name, _, _ in ROWS)]
+    rows = {(row["source"], row.get("background")): row for row in payload["rows"]}
+    present = ("espeak", "asterisk", "saytime")
+    assert list(rows) == [
+        (reference_name("train"), "its own noise"),
+        *(
+            (name, background)
+            for name, key, _ in ROWS
+            for background in (BACKGROUNDS if key in present else (None,))
+        ),
+    ]
     printed = capsys.readouterr().out
     assert "| " + " | ".join(COLUMNS) + " |" in printed
     assert len([line for line in printed.splitlines() if line.startswith("| ")]) == 1 + len(rows)
@@ -146,7 +161,7 @@ def test_bench_writes_the_table_and_scores_the_reference_row(
         for line in avdigits_small.read_text().splitlines()
         if json.loads(line)["split"] == "train"
     ]
-    reference = rows[REFERENCE]
+    reference = rows[reference_name("train"), "its own noise"]
     assert reference["recordings"] == len(labels)
     assert 0.0 <= reference["P@1"] <= 1.0
     hits = [reference[str(d)].split("/") for d in range(10)]
@@ -164,31 +179,49 @@ def test_bench_writes_the_table_and_scores_the_reference_row(
         sum(labels.count(d) - 1 for d in labels) / (len(labels) * (len(labels) - 1))
     )
 
-    for name in ("espeak-ng words", "espeak-ng words, telephone band"):
-        assert rows[name]["recordings"] == 10
-        assert all(rows[name][str(d)].endswith("/1") for d in range(10))
-        assert 0.0 <= rows[name]["P@1"] <= 1.0
-    for name in ("Asterisk prompts (Allison, 8 kHz)", "saytime voice (8 kHz mu-law)"):
-        assert rows[name]["recordings"] == 10
-        assert rows[name]["names"][0].endswith(("0.wav", "0.au"))
-        assert 0.0 <= rows[name]["P@5"] <= 1.0
+    for background in BACKGROUNDS:
+        for name in ("espeak-ng words", "espeak-ng words, telephone band"):
+            row = rows[name, background]
+            assert row["recordings"] == 10
+            assert all(row[str(d)].endswith("/1") for d in range(10))
+            assert 0.0 <= row["P@1"] <= 1.0
+        for name in ("Asterisk prompts (Allison, 8 kHz)", "saytime voice (8 kHz mu-law)"):
+            row = rows[name, background]
+            assert row["recordings"] == 10
+            assert row["names"][0].endswith(("0.wav", "0.au"))
+            assert 0.0 <= row["P@5"] <= 1.0
     for name in ("spokennumbers (microphone)", "spokennumbers, telephone band"):
-        assert rows[name] == {
+        assert rows[name, None] == {
             "source": name,
             "recordings": 0,
             "note": "skipped: not installed here",
         }
-    assert "| spokennumbers (microphone) | 0 |" in printed
+    assert "| spokennumbers (microphone) |  | 0 |" in printed
 
 
 def test_noise_mixes_each_recording_as_the_generator_does(checkpoint: Path) -> None:
     model = real_speech.load_checkpoint(checkpoint)
     (one,) = real_speech.espeak_recordings([VOICE])[:1]
-    clean = real_speech.embed_recordings(model, [one], "none")
-    noisy = real_speech.embed_recordings(model, [one], "avdigits", seed=0)
-    again = real_speech.embed_recordings(model, [one], "avdigits", seed=0)
-    other = real_speech.embed_recordings(model, [one], "avdigits", seed=1)
+    clean = real_speech.embed_recordings(model, [one], "silence")
+    noisy = real_speech.embed_recordings(model, [one], "noise", seed=0)
+    again = real_speech.embed_recordings(model, [one], "noise", seed=0)
+    other = real_speech.embed_recordings(model, [one], "noise", seed=1)
     assert clean.shape == (1, model.config.embed_dim)
     assert torch.allclose(noisy, again)
     assert not torch.allclose(noisy, clean, atol=1e-3)
     assert not torch.allclose(noisy, other, atol=1e-3)
+
+
+def test_noise_window_is_noisy_throughout_at_an_avdigits_level() -> None:
+    cfg = create_model("avid-summary-spectrum").preprocess
+    word = np.sin(np.linspace(0, 800 * np.pi, 4000)).astype(np.float32)  # 0.5 s at 8 kHz
+    recording = Recording(1, word, 8000, "w")
+    window = real_speech.model_window(recording, cfg, "noise", np.random.default_rng(0)).numpy()
+    assert window.shape == (cfg.audio_samples,)
+    quarter = cfg.audio_samples // 4
+    assert all(np.abs(part).max() > 0 for part in window.reshape(4, quarter))
+    rms_db = 20 * np.log10(np.sqrt(np.mean(window.astype(np.float64) ** 2)))
+    low, high = real_speech.avdigits_audio.LEVEL_DBFS_RANGE
+    assert low - 1 <= rms_db <= high + 1
+    with pytest.raises(ValueError, match="background"):
+        real_speech.model_window(recording, cfg, "pink", np.random.default_rng(0))
