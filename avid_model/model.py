@@ -145,7 +145,9 @@ class AVIDModel(nn.Module):
         super().__init__()
         self.config = config
         self.preprocess = preprocess or PreprocessConfig()
-        self.spectrogram_stats = spectrogram_stats or SpectrogramStats.identity()
+        self.spectrogram_stats = spectrogram_stats or SpectrogramStats.identity(
+            self.preprocess.freq_bins
+        )
         # Stamped on every vector by the service; set from the content hash when loaded.
         self.model_version = f"{config.name}-untrained"
         self.video_encoder = build_video_encoder(config)

@@ -9,6 +9,7 @@ import torch
 
 from avid_model import create_model
 from avid_model.audio_encoder import Conv2D10, Conv2D10Spectrum, SpectrumSummary
+from avid_model.features import audio_batch
 from avid_model.model import AVIDModel, ProjectionHead
 from avid_model.video_encoder import (
     ClipSummary,
@@ -278,3 +279,15 @@ def test_the_embedder_takes_the_summary_towers_in_channels_last() -> None:
         expected_v, expected_a = model(video, audio)
     assert torch.allclose(embedder.embed_video(video), expected_v, atol=1e-4)
     assert torch.allclose(embedder.embed_audio(audio), expected_a, atol=1e-4)
+
+
+def test_untrained_model_runs_its_own_preprocessing() -> None:
+    """Without trained statistics the identity ones have the model's own frequency bins."""
+    model = create_model("avid-summary-spectrum").eval()
+    bins = model.preprocess.freq_bins
+    assert bins != 257
+    assert model.spectrogram_stats.mean.shape == (bins,)
+    spec = audio_batch(
+        [torch.randn(model.preprocess.audio_samples)], model.preprocess, model.spectrogram_stats
+    )
+    assert model.encode_audio(spec).shape == (1, model.config.embed_dim)
