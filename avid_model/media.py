@@ -49,6 +49,7 @@ __all__ = [
     "iter_windows",
     "probe",
     "read_clip",
+    "window_starts",
 ]
 
 _EPS = 1e-6  # seconds; a frame stamped within this of a target time counts as "at" it
@@ -479,6 +480,21 @@ def _audio_windows(
         _check_complete(path, container, stream, buffer.stop / sr)
 
 
+def window_starts(duration: float, hop: float, length: float) -> list[float]:
+    """Serving window starts over a file of ``duration`` s: 0, hop, 2 hop, ... while a window
+    of ``length`` s fits, then a last one ending at the file's end where the hops stop more
+    than 50 ms short of it. One window at 0 when the file is not longer than one window."""
+    if hop <= 0:
+        raise ValueError(f"hop must be positive, got {hop}")
+    room = duration - length  # latest start of a window that fits
+    if room <= _END_SLACK:
+        return [0.0]
+    starts = [i * hop for i in range(math.floor(room / hop + 1e-9) + 1)]
+    if room - starts[-1] > _END_SLACK:
+        starts.append(round(room, 6))
+    return starts
+
+
 def iter_windows(
     path: str | Path,
     *,
@@ -495,8 +511,10 @@ def iter_windows(
     decodes a frame; the other stream's field is None). ``info``: the file's probe, when the
     caller has it already (the file is then not probed again).
 
-    Window i starts at i * hop, for every start more than 50 ms before the file's end (at
-    least one window);
+    Windows start at ``window_starts(duration, hop, audio_seconds)``: every hop while a window
+    fits in the file, then one that ends at the file's end (a file shorter than a window gets
+    one window at 0); so a window runs past the file only when the file is shorter than it
+    (a padded window is out of the training distribution: silence the model never heard);
     video: (clip_frames, H, W, 3) uint8 from the window start, short side `resize_short` (the
     last frame held past the end of the stream); audio: (audio_samples,) float32 from the
     window start, zero-padded past the end. A missing stream gives None. Only frames and
@@ -509,8 +527,7 @@ def iter_windows(
     limits = limits or MediaLimits()
     stats = stats if stats is not None else WindowStats()
     info = info if info is not None else probe(p, limits)
-    count = max(1, math.ceil((info.duration - _END_SLACK) / hop))
-    starts = [i * hop for i in range(count)]
+    starts = window_starts(info.duration, hop, preprocess.audio_seconds)
     want_video = info.has_video and "video" in streams
     want_audio = info.has_audio and "audio" in streams
     videos = _video_windows(p, starts, preprocess, limits, stats) if want_video else None

@@ -27,6 +27,7 @@ from avid_model.media import (
     iter_windows,
     probe,
     read_clip,
+    window_starts,
 )
 from avid_model.media_writer import write_media
 from tests.avid_model.media_fixtures import (
@@ -208,7 +209,7 @@ def test_missing_audio(tmp_path: Path) -> None:
     assert video is not None
     assert frame_indices(video) == list(range(8, 16))
     windows = list(iter_windows(silent, preprocess=CFG))
-    assert len(windows) == 3
+    assert len(windows) == 2  # 3 s: 2 s windows at 0 and 1 (the last ends at the file's end)
     assert all(w.audio is None for w in windows)
 
 
@@ -219,7 +220,7 @@ def test_audio_shorter_than_video(tmp_path: Path, suffix: str) -> None:
     write_media(short, video=index_frames(48), fps=16, audio=audio, sample_rate=SR)
     assert decode_audio(short).shape[0] == pytest.approx(SR, abs=2048)
     windows = list(iter_windows(short, preprocess=CFG))
-    assert len(windows) == 3
+    assert [w.start for w in windows] == [0.0, 1.0]
     last = windows[-1].audio
     assert last is not None
     assert last.shape == (CFG.audio_samples,)
@@ -232,10 +233,11 @@ def test_audio_only_file_has_no_video(tmp_path: Path) -> None:
     with pytest.raises(NoUsableStreamError):
         decode_video(path)
     windows = list(iter_windows(path, preprocess=CFG))
-    assert [w.start for w in windows] == [0.0, 1.0, 2.0]
+    # 2.5 s: one hop, then a last window ending at the file's end (0.5-2.5 s), none padded
+    assert [w.start for w in windows] == pytest.approx([0.0, 0.5], abs=0.03)
     assert all(w.video is None for w in windows)
     assert windows[1].audio is not None
-    assert first_click(windows[1].audio, SR) == pytest.approx(0.0, abs=0.01)
+    assert first_click(windows[1].audio, SR) == pytest.approx(0.5, abs=0.03)
 
 
 def test_mpeg_ts_audio_stays_in_sync(tmp_path: Path) -> None:
@@ -265,10 +267,10 @@ def test_raw_h264_without_timestamps(tmp_path: Path) -> None:
 def test_windows_cover_the_file(mp4_25fps: Path) -> None:
     stats = WindowStats()
     windows = list(iter_windows(mp4_25fps, preprocess=CFG, hop=1.0, stats=stats))
-    assert [w.index for w in windows] == [0, 1, 2]
-    assert [w.start for w in windows] == [0.0, 1.0, 2.0]
-    assert [w.end for w in windows[:2]] == [2.0, 3.0]
-    assert windows[2].end == probe(mp4_25fps).duration  # clipped to the file's end
+    assert [w.index for w in windows] == [0, 1]
+    assert [w.start for w in windows] == [0.0, 1.0]
+    assert [w.end for w in windows] == [2.0, 3.0]
+    assert windows[1].end == pytest.approx(probe(mp4_25fps).duration, abs=0.05)  # the file's end
     for w in windows:
         assert w.video is not None
         assert w.audio is not None
@@ -276,25 +278,37 @@ def test_windows_cover_the_file(mp4_25fps: Path) -> None:
         assert w.audio.shape == (CFG.audio_samples,)
         expected = [math.floor((w.start + k / 16) * 25 + 1e-9) for k in range(8)]
         assert frame_indices(w.video) == expected
-    first, last = windows[0].audio, windows[2].audio
+    first, last = windows[0].audio, windows[1].audio
     assert first is not None
     assert last is not None
     assert first_click(first, SR) == pytest.approx(1.0, abs=0.01)
-    assert first_click(last, SR) == pytest.approx(0.3, abs=0.01)
-    assert stats.windows == 3
+    assert first_click(last, SR) == pytest.approx(0.0, abs=0.01)
+    assert stats.windows == 2
 
 
-def test_overlapping_windows_and_held_last_frame(mp4_25fps: Path) -> None:
+def test_overlapping_windows(mp4_25fps: Path) -> None:
     windows = list(iter_windows(mp4_25fps, preprocess=CFG, hop=0.25))
-    assert len(windows) == 12
-    assert windows[-1].video is not None
-    held = [min(74, math.floor((2.75 + k / 16) * 25 + 1e-9)) for k in range(8)]
-    assert held == [68, 70, 71, 73, 74, 74, 74, 74]  # the last source frame is 74 (at 2.96 s)
-    assert frame_indices(windows[-1].video) == held
+    assert [w.start for w in windows] == [0.0, 0.25, 0.5, 0.75, 1.0]  # 2 s windows in 3 s
     for w in windows:
         assert w.video is not None
         expected = [min(74, math.floor((w.start + k / 16) * 25 + 1e-9)) for k in range(8)]
         assert frame_indices(w.video) == expected
+
+
+def test_window_starts_keep_every_window_inside_the_file() -> None:
+    assert window_starts(3.0, 1.0, 2.0) == [0.0, 1.0]
+    assert window_starts(2.5, 1.0, 2.0) == [0.0, 0.5]  # the last one ends at the file's end
+    assert window_starts(3.001, 1.0, 2.0) == [0.0, 1.0]  # container rounding opens no window
+    assert window_starts(1.5, 1.0, 2.0) == [0.0]  # shorter than a window: one, padded
+    assert window_starts(2.0, 1.0, 2.0) == [0.0]
+    assert window_starts(10.0, 3.0, 2.0) == [0.0, 3.0, 6.0, 8.0]
+    for duration in (2.2, 2.7, 5.3, 61.0):
+        starts = window_starts(duration, 0.75, 2.0)
+        assert starts == sorted(set(starts))
+        assert all(0 <= s <= duration - 2.0 + 1e-6 for s in starts)
+        assert starts[-1] + 2.0 == pytest.approx(duration, abs=0.06)
+    with pytest.raises(ValueError, match="hop"):
+        window_starts(3.0, 0.0, 2.0)
 
 
 def test_short_file_gives_one_window(tmp_path: Path) -> None:
@@ -340,7 +354,7 @@ def test_streaming_buffer_does_not_grow_with_length(tmp_path: Path) -> None:
         stats = WindowStats()
         for _ in iter_windows(path, preprocess=CFG, stats=stats):
             pass
-        assert stats.windows == round(seconds)
+        assert stats.windows == round(seconds) - 1  # 2 s windows every second, inside the file
         return stats
 
     short, long = high_water(4.0), high_water(40.0)

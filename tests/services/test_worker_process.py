@@ -114,16 +114,16 @@ def test_task_body_embeds_a_shared_file_with_the_apis_hop_and_limits(
 ) -> None:
     data_dir = tmp_path / "data"
     (data_dir / "media").mkdir(parents=True)
-    shutil.copy(media.short_video, data_dir / "media" / "short.mp4")
+    shutil.copy(media.videos[0], data_dir / "media" / "short.mp4")  # 3 s
     model = WorkerModel(service_settings(checkpoint_dir, data_dir, window_hop=1.0))
     try:
         limits = asdict(MediaLimits())
         message = embed_media(model, "media/short.mp4", ["video"], 0.5, limits)
         embedding, version = decode_embedding(message)
         assert version == model.backend().model_version
-        assert embedding.starts == [0.0, 0.5, 1.0, 1.5]  # the task's hop, not the worker's
+        assert embedding.starts == [0.0, 0.5, 1.0]  # the task's hop, not the worker's
         assert embedding.video is not None
-        assert embedding.video.shape == (4, 128)
+        assert embedding.video.shape == (3, 128)
         assert embedding.audio is None  # not asked for
         progress: list[float] = []
         embed_media(model, "media/short.mp4", ["audio"], 1.0, limits, progress.append)
