@@ -77,7 +77,6 @@ class MilvusIndex(ModalityIndex):
         self.client = client
         self.collection = collection
         self.model_version = model_version
-        self._index_type, _, self._search_params = _index_params(spec)
         # Milvus Lite does not take filter templates: the version as an escaped literal.
         self._filter = f"model_version == {json.dumps(model_version)}"
         self._high_id = 0  # the highest id written so far (paging in ``ids``)
@@ -121,8 +120,10 @@ class MilvusIndex(ModalityIndex):
         k = min(k, MAX_TOPK)
         if k <= 0:
             return empty_result(queries.shape[0])
-        params: dict[str, Any] = {"metric_type": "IP", "params": dict(self._search_params)}
-        if self._index_type == "HNSW":
+        # Read from the spec at each search: ef / nprobe may change without a rebuild.
+        index_type, _, search_params = _index_params(self.spec)
+        params: dict[str, Any] = {"metric_type": "IP", "params": search_params}
+        if index_type == "HNSW":
             params["params"]["ef"] = max(params["params"]["ef"], k)
         found = self.client.search(
             self.collection,
@@ -237,6 +238,12 @@ class MilvusBackend(IndexBackend):
         index_type, build, _ = _index_params(spec)
         params = self.client.prepare_index_params()
         params.add_index("vector", index_type=index_type, metric_type="IP", params=build)
+        if build and not is_milvus_url(self.uri):
+            # pymilvus 3 sends build params as top-level keys, which a Milvus server reads,
+            # but Milvus Lite 3.2 reads only a JSON "params" key (without it, IVF_FLAT gets
+            # Lite's nlist=128 and HNSW M=16 / efConstruction=200 whatever was asked).
+            for index in params:
+                index.get_index_configs()["params"] = dict(build)
         try:
             self.client.create_collection(
                 name,
