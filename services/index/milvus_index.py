@@ -63,8 +63,14 @@ def _index_params(spec: IndexSpec) -> tuple[str, dict[str, Any], dict[str, Any]]
     return "FLAT", {}, {}
 
 
-def _fingerprint(spec: IndexSpec) -> str:
-    return json.dumps(spec.build_fingerprint(), sort_keys=True)
+def _fingerprint(spec: IndexSpec, lite: bool) -> str:
+    """The build settings as kept in store_meta. On Milvus Lite, HNSW / IVF collections made
+    before their build params reached Lite (see ``_create``) carry no "lite_params" mark,
+    so they are made anew, with the settings asked, on the next open."""
+    fingerprint = spec.build_fingerprint()
+    if lite and _index_params(spec)[1]:
+        fingerprint["lite_params"] = True
+    return json.dumps(fingerprint, sort_keys=True)
 
 
 class MilvusIndex(ModalityIndex):
@@ -215,7 +221,8 @@ class MilvusBackend(IndexBackend):
         written before the collection is made: a replica that finds the collection made by
         another (sharing the database) finds its settings too, and keeps it."""
         name = f"avid_{identity.store_id}_{identity.modality}"
-        key, wanted = f"milvus_build:{name}", _fingerprint(identity.spec)
+        lite = not is_milvus_url(self.uri)
+        key, wanted = f"milvus_build:{name}", _fingerprint(identity.spec, lite)
         if self.client.has_collection(name):
             built = db.get_meta(key)
             if built != wanted:

@@ -248,3 +248,34 @@ def test_milvus_lite_builds_ivf_with_the_nlist_asked(tmp_path: Path) -> None:
     with built_milvus_index(spec, base, tmp_path) as (index, _):  # inserted, flushed
         found = np.vstack([index.search(q[None, :], 10)[1] for q in queries])
     assert np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)]) == 1.0
+
+
+def test_a_lite_collection_made_without_its_build_params_is_made_anew(tmp_path: Path) -> None:
+    """An HNSW collection recorded before the build params reached Milvus Lite (its
+    fingerprint lacks the mark) is rebuilt from the item database on the next open."""
+    import json
+    import sqlite3
+
+    uri = str(tmp_path / "milvus.db")
+
+    def open_store() -> IndexStore:
+        backend = make_backend("milvus", uri)
+        return IndexStore(tmp_path / "s", model_version=VERSION, index_type="hnsw", backend=backend)
+
+    rng = np.random.default_rng(36)
+    with open_store() as store:
+        store.add_items([make_item(rng, f"b-{i}") for i in range(5)])
+    conn = sqlite3.connect(tmp_path / "s" / "items.sqlite3")
+    ((key, value),) = conn.execute(
+        "SELECT key, value FROM store_meta WHERE key LIKE 'milvus_build:%video'"
+    ).fetchall()
+    old = json.loads(value)
+    assert old.pop("lite_params") is True
+    conn.execute("UPDATE store_meta SET value = ? WHERE key = ?", (json.dumps(old), key))
+    conn.commit()
+    conn.close()
+    with open_store() as store:
+        assert store.restored["video"].replayed == 20  # made anew, filled from SQLite
+        assert store.count("video") == 20
+    with open_store() as store:
+        assert store.restored["video"].replayed == 0  # and kept from then on
