@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.search                                # 10k, 100k, 1M; flat hnsw ivf
     .venv/bin/python -m bench.search --sizes 100000 --types hnsw --ef-search 64 96 128
+    .venv/bin/python -m bench.search --backends faiss milvus --sizes 100000 1000000 \
+        --types flat hnsw --json bench/results/search_milvus.json   # Milvus Lite beside FAISS
 
 Data: unit vectors drawn from a mixture of isotropic Gaussians (``--centres`` centres,
 uniform on the sphere; each point is its centre plus noise of norm ``--spread``, then
@@ -12,10 +14,15 @@ recall meaningless.
 
 Each index is built and searched through the store's own classes
 (``services.index.faiss_index``) with the store's default settings (or the overrides given),
-so the numbers are the store's. Latency is per query (k=10), one query at a time; recall@10
-is against exact search. Extra rows (``--e2e-size``, 0 to skip) time the whole store path at
-that many vectors per modality: an item's 10 audio windows as the query against the video
-index, one result per item, alone and while another thread keeps adding items.
+so the numbers are the store's; ``--backends milvus`` adds the same rows on Milvus Lite
+through ``services.index.milvus_index`` (``bench.search_milvus``: a Lite file in a temporary
+directory, ``--milvus-dir`` to choose where; FLAT / HNSW / IVF_FLAT with the same settings).
+Latency is per query (k=10), one query at a time; recall@10 is against exact search.
+Extra rows (``--e2e-size``, 0 to skip) time the whole store path at that many vectors per
+modality: an item's 10 audio windows as the query against the video
+index, one result per item, alone and while another thread keeps adding items (on each
+backend: the Milvus store asks Milvus for the live count on each search, see
+``milvus_index``).
 """
 
 from __future__ import annotations
@@ -34,8 +41,11 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.common import markdown_table, write_json
+from bench.search_milvus import built_milvus_index, milvus_lite_version
 from services.index import HNSWParams, IndexStore, IVFParams, NewItem, SnapshotPolicy
+from services.index.backend_choice import make_backend
 from services.index.faiss_index import ModalityIndex, new_index
+from services.index.index_backend import INDEX_BACKENDS, IndexBackendName
 from services.index.index_settings import INDEX_TYPES, IndexSpec, IndexType
 from services.index.records import WindowVectors
 
@@ -43,6 +53,7 @@ DIM = 128
 K = 10
 COLUMNS = [
     "vectors",
+    "backend",
     "index",
     "settings",
     "build s",
@@ -116,14 +127,37 @@ def latency_columns(
     }
 
 
-def index_rows(
+def backend_rows(
+    backend: IndexBackendName,
     spec: IndexSpec,
     base: npt.NDArray[np.float32],
     queries: npt.NDArray[np.float32],
     truth: np.ndarray,
     variants: list[IndexSpec],
+    milvus_dir: Path | None,
 ) -> list[dict[str, Any]]:
-    index, build_s = build(spec, base)
+    """``index_rows`` of ``spec`` built on ``backend`` (Milvus Lite in a temporary directory,
+    removed afterwards)."""
+    if backend == "faiss":
+        index, build_s = build(spec, base)
+        return index_rows(backend, spec, index, build_s, len(base), queries, truth, variants)
+    with (
+        tempfile.TemporaryDirectory(prefix="avid-bench-milvus-", dir=milvus_dir) as tmp,
+        built_milvus_index(spec, base, Path(tmp)) as (milvus, build_s),
+    ):
+        return index_rows(backend, spec, milvus, build_s, len(base), queries, truth, variants)
+
+
+def index_rows(
+    backend: IndexBackendName,
+    spec: IndexSpec,
+    index: ModalityIndex,
+    build_s: float,
+    n_vectors: int,
+    queries: npt.NDArray[np.float32],
+    truth: np.ndarray,
+    variants: list[IndexSpec],
+) -> list[dict[str, Any]]:
     rows = []
     for variant in variants:
         index.spec = variant  # search-time settings only (ef_search / nprobe)
@@ -132,7 +166,8 @@ def index_rows(
         wall, cpu = latencies_ms(lambda q: index.search(q[None, :], K), queries)
         rows.append(
             {
-                "vectors": len(base),
+                "vectors": n_vectors,
+                "backend": backend,
                 "index": spec.index_type,
                 "settings": describe(variant),
                 "build s": build_s,
@@ -164,6 +199,7 @@ def search_variants(spec: IndexSpec, args: argparse.Namespace) -> list[IndexSpec
 
 
 def store_rows(
+    backend_name: IndexBackendName,
     spec: IndexSpec,
     n_vectors: int,
     centres: npt.NDArray[np.float32],
@@ -197,6 +233,7 @@ def store_rows(
             hnsw=spec.hnsw,
             ivf=spec.ivf,
             snapshots=SnapshotPolicy(every_changes=None, every_seconds=None),
+            backend=make_backend(backend_name, str(Path(tmp) / "milvus" / "milvus.db")),
         )
         n_items = n_vectors // windows
         t0 = time.perf_counter()
@@ -225,6 +262,7 @@ def store_rows(
             rows.append(
                 {
                     "vectors": n_vectors,
+                    "backend": backend_name,
                     "index": f"store {spec.index_type}",
                     "settings": f"item query (10 windows), {label}",
                     "build s": build_s,
@@ -249,6 +287,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--types", nargs="+", choices=INDEX_TYPES, default=list(INDEX_TYPES))
+    parser.add_argument(
+        "--backends", nargs="+", choices=INDEX_BACKENDS, default=["faiss"], help="rows of each"
+    )
+    parser.add_argument(
+        "--milvus-dir", type=Path, default=None, help="where Milvus Lite files go (default: tmp)"
+    )
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--centres", type=int, default=2000, help="mixture components")
     parser.add_argument("--spread", type=float, default=1.0, help="noise norm around a centre")
@@ -269,23 +313,28 @@ def main() -> None:
     for size in args.sizes:
         base = mixture(size, centres, args.spread, rng)
         truth = exact_top_k(base, queries)
-        for index_type in args.types:
-            spec = make_spec(index_type, args)
-            variants = search_variants(spec, args) if index_type != "flat" else [spec]
-            rows += index_rows(spec, base, queries, truth, variants)
+        for backend in args.backends:
+            for index_type in args.types:
+                spec = make_spec(index_type, args)
+                variants = search_variants(spec, args) if index_type != "flat" else [spec]
+                rows += backend_rows(backend, spec, base, queries, truth, variants, args.milvus_dir)
         del base
     if args.e2e_size:
-        for index_type in args.types:
-            spec = make_spec(index_type, args)
-            rows += store_rows(spec, args.e2e_size, centres, args.spread, args.queries, rng)
+        for backend in args.backends:
+            for index_type in args.types:
+                spec = make_spec(index_type, args)
+                rows += store_rows(
+                    backend, spec, args.e2e_size, centres, args.spread, args.queries, rng
+                )
+    milvus = f", {milvus_lite_version()}" if "milvus" in args.backends else ""
     header = (
         f"{platform.processor() or platform.machine()}, faiss {faiss.__version__}, "
-        f"{faiss.omp_get_max_threads()} OpenMP threads, k={K}, {args.queries} queries, "
+        f"{faiss.omp_get_max_threads()} OpenMP threads{milvus}, k={K}, {args.queries} queries, "
         f"mixture of {args.centres} Gaussians, spread {args.spread}"
     )
     print(f"\n{header}\n")
     print(markdown_table(rows, COLUMNS))
-    settings = vars(args) | {"json": str(args.json)}
+    settings = vars(args) | {"json": str(args.json), "milvus_dir": str(args.milvus_dir)}
     write_json(args.json, {"header": header, "args": settings, "rows": rows})
 
 

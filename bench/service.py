@@ -3,6 +3,8 @@
     .venv/bin/python -m bench.service                  # 1 4 16 clients, batching on/off, both modes
     .venv/bin/python -m bench.service --modes embedded --clients 4 --requests 64
     .venv/bin/python -m bench.service --quick          # smoke run: 1 client, 2 requests
+    .venv/bin/python -m bench.service --storage embedded scale-out --modes embedded \
+        --json bench/results/service_scale_out.json    # beside the scale-out settings
 
 Each configuration (mode x batching x clients) starts the real service, ``avid serve`` in a
 subprocess on a free 127.0.0.1 port, on a fresh data directory, with a tiny random checkpoint
@@ -12,6 +14,12 @@ subprocess on a free 127.0.0.1 port, on a fresh data directory, with a tiny rand
 request, N client threads POST ``/embed/video`` (multipart ``file``, ``store`` and
 ``windows`` true) with httpx until ``--requests`` are done or ``--seconds`` have passed. Every
 request uploads a distinct file (tone pitch and picture differ), so nothing is deduplicated.
+
+``--storage``: ``embedded`` is the default store (FAISS in process, SQLite in the data
+directory); ``scale-out`` the settings replicas share, here for one replica:
+``AVID_INDEX_BACKEND=milvus`` with ``AVID_MILVUS_URI`` a Milvus Lite file in the data
+directory, and ``AVID_DATABASE_URL`` a PostgreSQL database of the run's own on ``--postgres``
+(made before the configuration starts, dropped after it).
 
 Columns: requests/s and clips/s (windows returned) over the timed phase, wall-clock p50/p99
 latency per request, errors (non-200 or transport failures), and the mean clips per model
@@ -31,16 +39,19 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import psycopg
 import redis
 import torch
+from psycopg import sql
 
 from avid_model.checkpoint import save_checkpoint
 from avid_model.media_writer import write_media
@@ -49,9 +60,12 @@ from bench.common import markdown_table, write_json
 
 REDIS_DB = 13
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+STORAGES = ("embedded", "scale-out")
 FPS, RATE, SIZE, CLIP_SECONDS = 16, 16_000, 128, 3.0
 START_TIMEOUT_S = 180.0
 COLUMNS = [
+    "storage",
     "mode",
     "batching",
     "clients",
@@ -96,12 +110,20 @@ class Config:
     mode: str  # "embedded" or "celery"
     batching: bool
     clients: int
+    storage: str = "embedded"  # or "scale-out": Milvus Lite + PostgreSQL (see the module doc)
 
 
 class Service:
     """``avid serve`` (and, in the celery mode, one ``avid worker``) on ``data_dir``."""
 
-    def __init__(self, config: Config, checkpoint: Path, root: Path, args: argparse.Namespace):
+    def __init__(
+        self,
+        config: Config,
+        checkpoint: Path,
+        root: Path,
+        args: argparse.Namespace,
+        database_url: str | None = None,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.root = root
@@ -116,6 +138,11 @@ class Service:
         }
         if args.threads:
             self.env["OMP_NUM_THREADS"] = str(args.threads)
+        if config.storage == "scale-out":
+            assert database_url is not None
+            self.env["AVID_INDEX_BACKEND"] = "milvus"
+            self.env["AVID_MILVUS_URI"] = str(root / "data" / "milvus" / "milvus.db")
+            self.env["AVID_DATABASE_URL"] = database_url
         self.worker_concurrency = args.worker_concurrency or config.clients
         self.processes: list[tuple[subprocess.Popen[bytes], Path]] = []
 
@@ -163,15 +190,35 @@ class Service:
 
 
 @contextmanager
+def bench_database(server: str) -> Iterator[str]:
+    """A new PostgreSQL database on ``server`` (its URL), dropped on exit."""
+    name = f"avid_bench_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(server, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        raise SystemExit(f"--storage scale-out needs PostgreSQL at {server} ({exc})") from exc
+    try:
+        yield server.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@contextmanager
 def running(
     config: Config, checkpoint: Path, root: Path, args: argparse.Namespace
 ) -> Iterator[str]:
-    service = Service(config, checkpoint, root, args)
-    try:
+    with ExitStack() as stack:
+        database_url = None
+        if config.storage == "scale-out":
+            database_url = stack.enter_context(bench_database(args.postgres))
+        service = Service(config, checkpoint, root, args, database_url)
+        stack.callback(service.stop)
         service.start()
         yield service.url
-    finally:
-        service.stop()
 
 
 def batch_totals(url: str) -> dict[str, float]:
@@ -257,6 +304,7 @@ def measure(
     latencies_ms = np.array([o.seconds * 1000 for o in ok]) if ok else np.array([np.nan])
     forwards = after["count"] - before["count"]
     row: dict[str, Any] = {
+        "storage": config.storage,
         "mode": config.mode,
         "batching": "on" if config.batching else "off",
         "clients": config.clients,
@@ -295,6 +343,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--modes", nargs="+", choices=("embedded", "celery"), default=["embedded", "celery"]
     )
     parser.add_argument("--batching", nargs="+", choices=("on", "off"), default=["on", "off"])
+    parser.add_argument(
+        "--storage", nargs="+", choices=STORAGES, default=["embedded"], help="see the module doc"
+    )
+    parser.add_argument("--postgres", default=POSTGRES_SERVER, help="server for scale-out")
     parser.add_argument("--requests", type=int, default=120, help="requests per configuration")
     parser.add_argument(
         "--seconds", type=float, default=30.0, help="stop a configuration after this (0: never)"
@@ -324,12 +376,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         save_checkpoint(create_model("avid-tiny").eval(), checkpoint)
         warmup = write_clip(root / "warmup.mp4", 10_000)
         files = [write_clip(root / f"clip_{i:04d}.mp4", i) for i in range(args.requests)]
-        for mode in args.modes:
-            for batching in args.batching:
-                for clients in args.clients:
-                    config = Config(mode, batching == "on", clients)
-                    rows.append(measure(config, checkpoint, files, warmup, args))
-                    print(markdown_table(rows[-1:], COLUMNS).splitlines()[-1], flush=True)
+        for storage in args.storage:
+            for mode in args.modes:
+                for batching in args.batching:
+                    for clients in args.clients:
+                        config = Config(mode, batching == "on", clients, storage)
+                        rows.append(measure(config, checkpoint, files, warmup, args))
+                        print(markdown_table(rows[-1:], COLUMNS).splitlines()[-1], flush=True)
     load_end = os.getloadavg()
     header = (
         f"avid-tiny (random weights), {CLIP_SECONDS:g} s {SIZE}x{SIZE} {FPS} fps clips with a "

@@ -31,6 +31,9 @@ SQLITE_FILE = "items.sqlite3"  # the default database, inside the store's direct
 class ItemDatabase(Protocol):
     store_id: str
     dim: int
+    # Whether stores in other processes may write it at the same time (PostgreSQL), so
+    # rows can appear in the vector index that this process has not read yet.
+    shared: bool
 
     def write_transaction(self) -> AbstractContextManager[Any]: ...
 

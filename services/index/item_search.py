@@ -36,10 +36,12 @@ def search_items(
 
     The caller holds the store's read lock so the index does not change underneath.
     """
-    n_live = index.live_count
-    if k <= 0 or n_live == 0:
+    if k <= 0:
         return []
-    fetch = min(n_live, max(_FIRST_FETCH_FACTOR * k, k + 16))
+    # The first fetch needs no count (an index returns at most what it holds); the count is
+    # asked only when a row must look deeper (on Milvus it is a query to the server).
+    fetch = max(_FIRST_FETCH_FACTOR * k, k + 16)
+    n_live: int | None = None
     refs: dict[int, WindowRef] = {}
     best: dict[str, tuple[float, int, int]] = {}  # item -> (score, row id, query row)
     allowed: dict[str, bool] = {}  # item -> whether the filter lets it through
@@ -66,10 +68,13 @@ def search_items(
                 current = best.get(ref.item_id)
                 if current is None or score > current[0]:
                     best[ref.item_id] = (float(score), int(row_id), query_row)
-            if len(distinct) < k and fetch < n_live:
+            if len(distinct) < k:
                 short.append(query_row)
-        pending = short
-        fetch = min(n_live, fetch * _GROWTH)
+        if short and n_live is None:
+            n_live = index.live_count
+        pending = short if n_live is not None and fetch < n_live else []
+        if n_live is not None:
+            fetch = min(n_live, fetch * _GROWTH)
 
     ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:k]
     summaries = db.item_summaries([item_id for item_id, _ in ranked])

@@ -140,6 +140,8 @@ def stored_dim(path: Path) -> int | None:
 class MetadataDB:
     """Items and window vectors in one SQLite file (see the module doc)."""
 
+    shared = False  # one store (the data directory's lock holder) writes it
+
     def __init__(self, path: Path, dim: int) -> None:
         self.path = path
         self.dim = dim

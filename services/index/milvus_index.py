@@ -11,8 +11,18 @@ embedding spaces never mix; the index type comes from the ``AVID_INDEX_TYPE`` vo
 SQLite stays the source of truth: on open the collection is reconciled with it (rows gone
 from SQLite are deleted, rows missing from Milvus upserted), which also repairs a crash
 between a SQLite commit and the Milvus write. Milvus persists its own data, so there are no
-snapshots. The live count is kept by this process (one writer per store), not asked of
-Milvus on each search.
+snapshots.
+
+Several writers, one collection: replicas of the service that share one item database
+(PostgreSQL) and one Milvus server write the same collections. So nothing here trusts a
+count kept by this process: searches and ``live_count`` ask Milvus (collections are made
+with Strong consistency, so a search sees every write acknowledged before it, whoever made
+it); creating a collection tolerates a replica that made it first; and reconciling on open
+leaves alone the rows newer than the item database it read. Milvus Lite is the exception:
+one process holds its file (milvus-lite takes an exclusive ``flock`` on it; a second
+process fails with "Open local milvus failed"), so replicas in several processes need a
+Milvus server; several clients in one process share the one embedded server, which is how
+the tests run two replicas on one Lite file.
 """
 
 from __future__ import annotations
@@ -53,8 +63,14 @@ def _index_params(spec: IndexSpec) -> tuple[str, dict[str, Any], dict[str, Any]]
     return "FLAT", {}, {}
 
 
-def _fingerprint(spec: IndexSpec) -> str:
-    return json.dumps(spec.build_fingerprint(), sort_keys=True)
+def _fingerprint(spec: IndexSpec, lite: bool) -> str:
+    """The build settings as kept in store_meta. On Milvus Lite, HNSW / IVF collections made
+    before their build params reached Lite (see ``_create``) carry no "lite_params" mark,
+    so they are made anew, with the settings asked, on the next open."""
+    fingerprint = spec.build_fingerprint()
+    if lite and _index_params(spec)[1]:
+        fingerprint["lite_params"] = True
+    return json.dumps(fingerprint, sort_keys=True)
 
 
 class MilvusIndex(ModalityIndex):
@@ -67,10 +83,8 @@ class MilvusIndex(ModalityIndex):
         self.client = client
         self.collection = collection
         self.model_version = model_version
-        self._index_type, _, self._search_params = _index_params(spec)
         # Milvus Lite does not take filter templates: the version as an escaped literal.
         self._filter = f"model_version == {json.dumps(model_version)}"
-        self._count = 0
         self._high_id = 0  # the highest id written so far (paging in ``ids``)
 
     @property
@@ -79,7 +93,10 @@ class MilvusIndex(ModalityIndex):
 
     @property
     def live_count(self) -> int:
-        return self._count
+        """This model version's rows in the collection, as Milvus counts them now (other
+        replicas' writes included)."""
+        rows = self.client.query(self.collection, filter=self._filter, output_fields=["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
 
     def _add(self, ids: IdArray, vectors: FloatArray) -> None:
         self._write(ids, vectors, upsert=False)
@@ -94,8 +111,6 @@ class MilvusIndex(ModalityIndex):
                 )
             ]
             write(self.collection, rows)
-        if not upsert:
-            self._count += len(ids)
         if len(ids):
             self._high_id = max(self._high_id, int(ids.max()))
 
@@ -104,14 +119,17 @@ class MilvusIndex(ModalityIndex):
             for start in range(0, len(ids), _BATCH):
                 chunk = [int(i) for i in ids[start : start + _BATCH]]
                 self.client.delete(self.collection, ids=chunk)
-            self._count = max(self._count - len(ids), 0)
 
     def _search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
-        k = min(k, self._count, MAX_TOPK)
+        # Capped at what Milvus takes, not at a count of this process's: another replica's
+        # rows are as much part of the answer as this one's.
+        k = min(k, MAX_TOPK)
         if k <= 0:
             return empty_result(queries.shape[0])
-        params: dict[str, Any] = {"metric_type": "IP", "params": dict(self._search_params)}
-        if self._index_type == "HNSW":
+        # Read from the spec at each search: ef / nprobe may change without a rebuild.
+        index_type, _, search_params = _index_params(self.spec)
+        params: dict[str, Any] = {"metric_type": "IP", "params": search_params}
+        if index_type == "HNSW":
             params["params"]["ef"] = max(params["params"]["ef"], k)
         found = self.client.search(
             self.collection,
@@ -154,16 +172,20 @@ class MilvusIndex(ModalityIndex):
         self._high_id = max_row_id
         in_index = self.ids(up_to=max_row_id)
         in_db = db.row_ids_up_to(modality, self.model_version, max_row_id)
+        if db.shared:
+            # Rows above max_row_id were written after the database was read, by another
+            # replica sharing it: not this reconcile's to judge, so not deleted here. (On
+            # a database of this store's alone they are strays, e.g. from a restored
+            # backup, and go.)
+            in_index = in_index[in_index <= max_row_id]
         gone = np.setdiff1d(in_index, in_db)
         missing = np.setdiff1d(in_db, in_index)
-        self._count = len(in_index)
         self.remove(gone)
         added = 0
         for start in range(0, len(missing), 50_000):
             ids, vectors = db.vectors_by_ids(missing[start : start + 50_000])
             self._write(ids, vectors, upsert=True)
             added += len(ids)
-        self._count = len(in_db)
         return added, len(gone)
 
     def stats(self) -> dict[str, Any]:
@@ -193,20 +215,26 @@ class MilvusBackend(IndexBackend):
         return self._client
 
     def _collection(self, db: ItemDatabase, identity: SnapshotIdentity) -> str:
-        """The modality's collection, made (anew, if built with other settings) as needed.
-        The build settings are kept in SQLite's store_meta (Milvus Lite does not keep a
-        collection's description, nor report HNSW / IVF parameters)."""
+        """The modality's collection, made (anew, if built with other settings) as needed,
+        and loaded. The build settings are kept in the item database's store_meta (Milvus
+        Lite does not keep a collection's description, nor report HNSW / IVF parameters),
+        written before the collection is made: a replica that finds the collection made by
+        another (sharing the database) finds its settings too, and keeps it."""
         name = f"avid_{identity.store_id}_{identity.modality}"
-        key, wanted = f"milvus_build:{name}", _fingerprint(identity.spec)
+        lite = not is_milvus_url(self.uri)
+        key, wanted = f"milvus_build:{name}", _fingerprint(identity.spec, lite)
         if self.client.has_collection(name):
             built = db.get_meta(key)
-            if built == wanted:
-                return name
-            # Like a FAISS snapshot of other settings: made anew and filled from SQLite.
-            log.info("%s was built with other settings (%s); rebuilding it", name, built)
-            self.client.drop_collection(name)
-        self._create(name, identity.spec)
-        db.set_meta(key, wanted)
+            if built != wanted:
+                # Like a FAISS snapshot of other settings: made anew and filled from SQLite.
+                log.info("%s was built with other settings (%s); rebuilding it", name, built)
+                self.client.drop_collection(name)
+        if not self.client.has_collection(name):
+            db.set_meta(key, wanted)
+            self._create(name, identity.spec)
+        # A collection found on disk (Milvus Lite in a new process) or on a restarted server
+        # may be released; searches and queries need it loaded. Idempotent when it is.
+        self.client.load_collection(name)
         return name
 
     def _create(self, name: str, spec: IndexSpec) -> None:
@@ -217,12 +245,25 @@ class MilvusBackend(IndexBackend):
         index_type, build, _ = _index_params(spec)
         params = self.client.prepare_index_params()
         params.add_index("vector", index_type=index_type, metric_type="IP", params=build)
-        self.client.create_collection(
-            name,
-            schema=schema,
-            index_params=params,
-            consistency_level="Strong",
-        )
+        if build and not is_milvus_url(self.uri):
+            # pymilvus 3 sends build params as top-level keys, which a Milvus server reads,
+            # but Milvus Lite 3.2 reads only a JSON "params" key (without it, IVF_FLAT gets
+            # Lite's nlist=128 and HNSW M=16 / efConstruction=200 whatever was asked).
+            for index in params:
+                index.get_index_configs()["params"] = dict(build)
+        try:
+            self.client.create_collection(
+                name,
+                schema=schema,
+                index_params=params,
+                consistency_level="Strong",
+            )
+        except MilvusException:
+            # Two replicas starting at once both saw no collection: the one that lost the
+            # race ("already exists") keeps the winner's, which has the same settings.
+            if not self.client.has_collection(name):
+                raise
+            log.info("%s was made meanwhile (by another replica); using it", name)
 
     def reconciled(
         self, db: ItemDatabase, identity: SnapshotIdentity

@@ -66,6 +66,8 @@ def _row_triples(rows: Sequence[Any]) -> list[tuple[int, Modality, str]]:
 class PostgresMetadataDB:
     """Items and window vectors in a PostgreSQL database (see the module doc)."""
 
+    shared = True  # replicas, each a store in its own process, write it together
+
     def __init__(self, url: str, dim: int) -> None:
         self.url = url
         self.dim = dim

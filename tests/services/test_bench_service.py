@@ -1,4 +1,5 @@
-"""Smoke test of ``bench/service.py``: the quick path, embedded mode, batching on.
+"""Smoke tests of ``bench/service.py``: the quick path, embedded mode, batching on (on the
+default storage, and on the scale-out settings).
 
 Marked slow: it starts ``avid serve`` in a subprocess (15-20 s on a loaded 2-core CPU)."""
 
@@ -28,3 +29,25 @@ def test_quick_embedded_run_writes_the_table_fields(tmp_path: Path) -> None:
     assert row["clips/s"] == pytest.approx(3 * row["req/s"])
     assert 0 < row["p50 ms"] <= row["p99 ms"]
     assert row["mean batch"] == 3  # one file's three windows per forward
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_quick_scale_out_run_uses_its_own_database_and_drops_it(tmp_path: Path) -> None:
+    """``--storage scale-out``: Milvus Lite in the data dir and a PostgreSQL database of the
+    run's own, gone afterwards."""
+    import psycopg
+
+    from bench.service import POSTGRES_SERVER
+    from tests.services.postgres_db import unreachable_reason
+
+    if (reason := unreachable_reason()) is not None:
+        pytest.skip(reason)
+    out = tmp_path / "service.json"
+    quick = ["--quick", "--modes", "embedded", "--batching", "on"]
+    payload = main([*quick, "--storage", "scale-out", "--json", str(out)])
+    (row,) = payload["rows"]
+    assert (row["storage"], row["errors"], row["requests"]) == ("scale-out", 0, 2)
+    with psycopg.connect(POSTGRES_SERVER) as conn:
+        left = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'avid_bench_%'")
+        assert left.fetchall() == []
