@@ -39,7 +39,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -51,12 +50,12 @@ import numpy as np
 import psycopg
 import redis
 import torch
-from psycopg import sql
 
 from avid_model.checkpoint import save_checkpoint
 from avid_model.media_writer import write_media
 from avid_model.registry import create_model
 from bench.common import markdown_table, write_json
+from services.database.scratch import throwaway_database
 
 REDIS_DB = 13
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
@@ -192,19 +191,13 @@ class Service:
 @contextmanager
 def bench_database(server: str) -> Iterator[str]:
     """A new PostgreSQL database on ``server`` (its URL), dropped on exit."""
-    name = f"avid_bench_{uuid.uuid4().hex[:12]}"
     try:
-        with psycopg.connect(server, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        with psycopg.connect(server, connect_timeout=5):
+            pass
     except psycopg.Error as exc:
         raise SystemExit(f"--storage scale-out needs PostgreSQL at {server} ({exc})") from exc
-    try:
-        yield server.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with throwaway_database(server, "avid_bench") as url:
+        yield url
 
 
 @contextmanager

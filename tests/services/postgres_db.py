@@ -5,14 +5,14 @@ own, with a random name, dropped afterwards. Without a server the tests skip, sa
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 
 import psycopg
 import pytest
-from psycopg import sql
+
+from services.database.scratch import throwaway_database
 
 SERVER = os.environ.get("AVID_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -34,13 +34,5 @@ def fresh_database() -> Iterator[str]:
     reason = unreachable_reason()
     if reason is not None:
         pytest.skip(reason)
-    name = f"avid_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(SERVER, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield SERVER.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(SERVER, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with throwaway_database(SERVER, "avid_test") as url:
+        yield url
