@@ -90,24 +90,22 @@ class VideoAugment:
         return out.as_subclass(torch.Tensor).permute(1, 0, 2, 3).contiguous()
 
 
+def _uniform(generator: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=generator))
+
+
 def random_volume(
     waveform: torch.Tensor,
     generator: torch.Generator,
     volume: tuple[float, float] = AugmentConfig.volume,
 ) -> torch.Tensor:
     """Scale a waveform (any shape) by one gain drawn from U(volume[0], volume[1])."""
-    low, high = volume
-    gain = low + (high - low) * float(torch.rand((), generator=generator))
-    return waveform * gain
+    return waveform * _uniform(generator, *volume)
 
 
 TELEPHONE_RATE = 8_000
 TELEPHONE_BAND = (300.0, 3400.0)  # Hz: the narrow-band telephone channel (ITU-T G.712)
 RT60_RANGE = (0.2, 0.9)  # s: reverberation times drawn for the synthetic rooms
-
-
-def _uniform(generator: torch.Generator, low: float, high: float) -> float:
-    return low + (high - low) * float(torch.rand((), generator=generator))
 
 
 def telephone(waveform: torch.Tensor, rate: int, mu_law: bool) -> torch.Tensor:
