@@ -47,6 +47,7 @@ from avid_model.media import decode_audio
 from avid_model.model import AVIDModel
 from bench.common import markdown_table, write_json
 from training import avdigits_audio
+from training.augment import TELEPHONE_BAND, TELEPHONE_RATE
 from training.avdigits import DATASET_INFO_NAME
 from training.avdigits_splits import NUM_CLASSES
 from training.evaluate import SplitFeatures, extract_features
@@ -54,8 +55,6 @@ from training.metrics import class_retrieval
 from training.sources import load_records
 
 KS = (1, 5)
-TELEPHONE_RATE = 8000
-TELEPHONE_BAND_HZ = (300.0, 3400.0)
 LEVEL_DBFS = sum(avdigits_audio.LEVEL_DBFS_RANGE) / 2  # -22 dBFS RMS, AV-Digits' middle level
 ESPEAK_PITCH, ESPEAK_SPEED = 50, 170  # the middle of the generator's ranges
 FALLBACK_VOICES = ("en-us+m3", "en+f3", "en-gb-scotland+m1", "en-029+klatt2")
@@ -168,7 +167,7 @@ def telephone_band(recording: Recording) -> Recording:
     narrow = avdigits_audio.resample_fft(recording.waveform, recording.rate, TELEPHONE_RATE)
     spectrum = np.fft.rfft(narrow)
     freqs = np.fft.rfftfreq(len(narrow), 1.0 / TELEPHONE_RATE)
-    low, high = TELEPHONE_BAND_HZ
+    low, high = TELEPHONE_BAND
     spectrum[(freqs < low) | (freqs > high)] = 0
     band = np.fft.irfft(spectrum, len(narrow)).astype(np.float32)
     back = avdigits_audio.resample_fft(band, TELEPHONE_RATE, recording.rate)
