@@ -121,6 +121,13 @@ class Conv2D10Spectrum(nn.Module):
 
     Output ``(B, widths[-1] + spectrum_dim)``; ``forward_features`` gives Conv2D-10's stages
     (the probes read those), so a probe of ``block4`` sees only the 2-D path.
+
+    ``path_dropout`` (training only, 0 by default; not part of the architecture or the
+    checkpoint): in train mode each clip's spectrum features are zeroed with this probability
+    and the kept ones scaled by ``1 / (1 - p)``, as dropout does, so that the 2-D path has to
+    carry the clip on its own for those clips. Without it the spectrum path, which learns the
+    spoken digit in a few hundred steps, takes the whole loss away from Conv2D-10
+    (docs/video_tower.md).
     """
 
     def __init__(self, widths: Sequence[int], freq_bins: int, spectrum_dim: int = 128) -> None:
@@ -128,9 +135,14 @@ class Conv2D10Spectrum(nn.Module):
         self.conv = Conv2D10(widths)
         self.spectrum = SpectrumSummary(freq_bins, out_dim=spectrum_dim)
         self.out_dim = self.conv.out_dim + self.spectrum.out_dim
+        self.path_dropout = 0.0
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.conv.forward_features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.conv(x), self.spectrum(x)], dim=1)
+        spectrum = self.spectrum(x)
+        if self.training and self.path_dropout > 0.0:
+            keep = torch.rand(x.shape[0], 1, device=x.device) >= self.path_dropout
+            spectrum = spectrum * keep.to(spectrum.dtype) / (1.0 - self.path_dropout)
+        return torch.cat([self.conv(x), spectrum], dim=1)

@@ -152,6 +152,10 @@ class ModelSection:
     crop_size: int = Field(default=0, ge=0)
     clip_frames: int = Field(default=0, ge=0)  # frames in one video clip
     fps: float = Field(default=0.0, ge=0.0)  # frame rate the clip is sampled at
+    # Training only, for an audio tower with a spectrum path ("conv2d-10+spectrum"): the
+    # probability that a clip's spectrum features are dropped, so Conv2D-10 learns too
+    # (avid_model.audio_encoder.Conv2D10Spectrum.path_dropout). Not saved with the model.
+    spectrum_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
 @dataclass(frozen=True, config=_STRICT)

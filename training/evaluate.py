@@ -2,7 +2,8 @@
 
 Frozen features of the train and test splits (test-time clips, averaged per video), then:
 linear probes on every video stage (conv2x..conv5x, max-pooled to a 1x2x2 grid) and audio
-stage (block1..block4, 2x2 grid) and on the embeddings; cosine kNN accuracy on the
+stage (block1..block4, 2x2 grid), on the audio tower's output (``audio/encoder``: what its
+projection head reads; for a tower with a spectrum path, both paths) and on the embeddings; cosine kNN accuracy on the
 embeddings; cross-modal retrieval on the test split in both directions, at instance level
 (the same clip: R@1/5/10 against chance) and class level (the same label: P@k and mAP; the
 query's own clip is left out of the targets).
@@ -48,6 +49,7 @@ def _pooled_stages(model: AVIDModel, video: torch.Tensor, audio: torch.Tensor) -
             for name in ("block1", "block2", "block3", "block4")
         }
     )
+    out["audio/encoder"] = model.audio_encoder(audio)
     out["video_emb"] = F.normalize(model.video_head(vf["conv5x"].amax(dim=(2, 3, 4))), dim=1)
     # The encoder's own output (its 2-D path pools block4; a spectrum path adds its own part).
     out["audio_emb"] = model.encode_audio(audio)

@@ -24,12 +24,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm import tqdm
 
+from avid_model.audio_encoder import Conv2D10Spectrum
 from avid_model.features import SpectrogramStats
 from avid_model.inference import to_channels_last
 from avid_model.model import AVIDModel
 from avid_model.registry import create_model
 from training.augment import AugmentConfig
-from training.config import TrainConfig, config_to_dict
+from training.config import ConfigError, TrainConfig, config_to_dict
 from training.data import AVClipDataset, dataset_spectrogram_stats
 from training.distributed import DistContext, barrier, init_distributed, resolve_device, shutdown
 from training.monitor import batch_spread, monitor_records, report_health
@@ -132,6 +133,13 @@ def prepare_model(config: TrainConfig) -> AVIDModel:
     if section.fps:
         preprocess = replace(preprocess, fps=section.fps)
     model.preprocess = preprocess
+    if section.spectrum_dropout:
+        if not isinstance(model.audio_encoder, Conv2D10Spectrum):
+            raise ConfigError(
+                f"model.spectrum_dropout needs an audio tower with a spectrum path; "
+                f"{config.model.name} has {model.config.audio_arch!r}"
+            )
+        model.audio_encoder.path_dropout = section.spectrum_dropout
     return model
 
 

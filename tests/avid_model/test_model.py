@@ -266,6 +266,25 @@ def test_avid_summary_spectrum_concatenates_both_audio_paths() -> None:
         AVIDModel(bogus)
 
 
+def test_spectrum_path_dropout_zeroes_whole_clips_in_training_only() -> None:
+    torch.manual_seed(0)
+    audio = Conv2D10Spectrum((8, 8, 8, 8, 8), freq_bins=16, spectrum_dim=4)
+    x = torch.rand(64, 1, 20, 16)
+    audio.eval()
+    plain = audio(x)
+    audio.path_dropout = 0.5
+    assert torch.equal(audio(x), plain)  # eval mode: no dropout
+    audio.train()
+    out = audio(x)
+    spectrum, conv = out[:, 8:], out[:, :8]
+    dropped = (spectrum == 0).all(dim=1)
+    assert 10 < int(dropped.sum()) < 54  # whole clips, about half of them
+    assert bool((spectrum[~dropped] != 0).any(dim=1).all())
+    reference = audio.spectrum(x)  # the same BN batch statistics, undropped
+    assert torch.allclose(spectrum[~dropped], 2.0 * reference[~dropped])
+    assert torch.allclose(conv, audio.conv(x))  # the 2-D path is never dropped
+
+
 def test_the_embedder_takes_the_summary_towers_in_channels_last() -> None:
     """The summary towers hold 1-D convolutions (no channels-last layout): loading them for
     inference with channels_last on must work (it raised before) and give the eager vectors."""

@@ -78,7 +78,12 @@ def _result(key: str, seed: int, p1: float, probe: float) -> dict[str, Any]:
         "seed": seed,
         "training": {"objective": "infonce", "minutes": 2.0, "steps": 10},
         "sizes": {"train": 1000, "test": 1000},
-        "linear_probe": {"video/conv5x": probe, "video/embedding": probe, "audio/block4": 0.5},
+        "linear_probe": {
+            "video/conv5x": probe,
+            "video/embedding": probe,
+            "audio/block4": 0.3,
+            "audio/encoder": 0.5,
+        },
         "knn": {"video": 0.2, "audio": 0.3},
         "retrieval": {"audio->video": retrieval, "video->audio": retrieval},
     }
@@ -113,21 +118,21 @@ def test_supervised_row_is_the_upper_bound_each_row_is_measured_against() -> Non
     }
     text = results_document(by_row, "cmd")
     assert "## The supervised upper bound" in text
-    assert "reach video probe conv5x 0.900, audio probe block4 0.500 (chance 0.100)" in text
+    assert "reach video probe conv5x 0.900, audio probe tower 0.500 (chance 0.100)" in text
     assert "Even with the labels" not in text
-    assert "- Cross-AVID: video probe conv5x 0.50, audio probe block4 1.00\n" in text
-    assert "- random init: video probe conv5x 0.00, audio probe block4 1.00\n" in text
+    assert "- Cross-AVID: video probe conv5x 0.50, audio probe tower 1.00\n" in text
+    assert "- random init: video probe conv5x 0.00, audio probe tower 1.00\n" in text
     # Both bounds below 0.95: the table says the towers are broken, not the method.
-    assert "video probe conv5x and audio probe block4 are below 0.95 with the labels" in text
+    assert "video probe conv5x and audio probe tower are below 0.95 with the labels" in text
     assert "Why the video tower falls short" in text
     # 0.11 vs chance 0.1 on 1,000 items is within noise: no share is computed for it.
     by_row["supervised"] = [_result("supervised", 0, 0.11, 0.11)]
     text = results_document(by_row, "cmd")
     assert "Even with the labels, video probe conv5x stays within noise of chance" in text
-    assert "- Cross-AVID: audio probe block4 1.00\n" in text
+    assert "- Cross-AVID: audio probe tower 1.00\n" in text
     by_row["supervised"] = [_result("supervised", 0, 0.97, 0.96)]
     text = results_document(by_row, "cmd")
-    assert "The bound gates every reading above: audio probe block4 is below 0.95" in text
+    assert "The bound gates every reading above: audio probe tower is below 0.95" in text
     assert "Why the video tower falls short" not in text
     assert "## The supervised upper bound" not in results_document({"cross": by_row["cross"]}, "")
 

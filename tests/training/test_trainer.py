@@ -11,7 +11,7 @@ import torch
 
 from avid_model import load_checkpoint
 from avid_model.registry import create_model
-from training.config import TrainConfig, build_config
+from training.config import ConfigError, TrainConfig, build_config
 from training.evaluate import evaluate_features, extract_features
 from training.export import export_run
 from training.run_state import load_run_state
@@ -142,6 +142,15 @@ def test_preprocessing_overrides_reach_the_model() -> None:
     assert model.preprocess.fps == 8.0
     assert model.preprocess.clip_seconds == 2.0
     assert create_model("avid-tiny").preprocess.clip_frames == 8  # the registry is untouched
+
+
+def test_spectrum_dropout_reaches_the_audio_tower_and_needs_a_spectrum_path() -> None:
+    tree = {"model": {"name": "avid-summary-spectrum", "spectrum_dropout": 0.3}}
+    model = prepare_model(build_config(tree))
+    assert model.audio_encoder.path_dropout == 0.3
+    assert create_model("avid-summary-spectrum").audio_encoder.path_dropout == 0.0
+    with pytest.raises(ConfigError, match="spectrum path"):
+        prepare_model(build_config({"model": {"name": "avid-tiny", "spectrum_dropout": 0.3}}))
 
 
 def test_export_and_evaluate(avdigits_small: Path, tmp_path: Path) -> None:
