@@ -3,8 +3,9 @@
 Frozen features of the train and test splits (test-time clips, averaged per video), then:
 linear probes on every video stage (conv2x..conv5x, max-pooled to a 1x2x2 grid) and audio
 stage (block1..block4, 2x2 grid), on the audio tower's output (``audio/encoder``: what its
-projection head reads; for a tower with a spectrum path, both paths) and on the embeddings; cosine kNN accuracy on the
-embeddings; cross-modal retrieval on the test split in both directions, at instance level
+projection head reads; for a tower with a spectrum path, both paths) and on the embeddings;
+cosine kNN accuracy on the embeddings; cross-modal retrieval on the test split in both
+directions, at instance level
 (the same clip: R@1/5/10 against chance) and class level (the same label: P@k and mAP; the
 query's own clip is left out of the targets).
 """

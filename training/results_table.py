@@ -32,6 +32,7 @@ import torch
 
 from avid_model.checkpoint import load_checkpoint
 from avid_model.media_probe import probe
+from avid_model.registry import create_model
 from training.avdigits_splits import NUM_CLASSES
 from training.clips import test_window
 from training.config import load_config
@@ -58,6 +59,9 @@ class Row:
     trained: bool = True
     # The paper's formulation: memory-bank positives and negatives (see _memory_bank).
     memory_bank: bool = False
+    # model.spectrum_dropout for a base model whose audio tower has a spectrum path (ignored
+    # for one without): the labels then teach Conv2D-10 too (docs/video_tower.md).
+    spectrum_dropout: float = 0.0
 
 
 # The spec's memory-bank negatives (configs/avid_kinetics.yaml), for a base config that has
@@ -90,7 +94,12 @@ ROWS: tuple[Row, ...] = (
         memory_bank=True,
     ),
     Row("avc", "correspondence (AVC)", ("loss.method=avc",)),
-    Row("supervised", "supervised (labels: upper bound)", ("loss.method=supervised",)),
+    Row(
+        "supervised",
+        "supervised (labels: upper bound)",
+        ("loss.method=supervised",),
+        spectrum_dropout=0.5,
+    ),
 )
 ROW_KEYS = tuple(row.key for row in ROWS)
 
@@ -132,12 +141,23 @@ def _memory_bank(config: Path) -> list[str]:
     ]
 
 
+def _spectrum_dropout(row: Row, config: Path) -> list[str]:
+    """The row's ``model.spectrum_dropout``, where the base config's audio tower has a
+    spectrum path for it to act on."""
+    if not row.spectrum_dropout:
+        return []
+    if create_model(load_config(config).model.name).config.audio_arch != "conv2d-10+spectrum":
+        return []
+    return [f"model.spectrum_dropout={row.spectrum_dropout}"]
+
+
 def _train_row(row: Row, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     run_dir = _run_dir(args.runs, row.key, seed)
     overrides = [
         f"loss.objective={args.objective}",
         *(_memory_bank(args.config) if row.memory_bank else []),
         *row.overrides,
+        *_spectrum_dropout(row, args.config),
         f"data.manifest={args.data / 'manifest.jsonl'}",
         f"run.out_dir={run_dir}",
         f"run.seed={seed}",

@@ -186,3 +186,22 @@ def test_paper_rows_train_on_the_memory_bank_and_the_inbatch_row_on_the_batch(
     assert (config.loss.objective, config.loss.within_coeff) == ("infonce", 0.0)
     config = load_config(inbatch_base, rows["inbatch"].overrides)
     assert config.loss.temperature == 0.2
+
+
+def test_only_the_supervised_row_drops_the_spectrum_path_and_only_where_there_is_one(
+    tmp_path: Path,
+) -> None:
+    from training.config import load_config
+    from training.results_table import ROWS, _spectrum_dropout
+
+    spectrum, plain = tmp_path / "spectrum.yaml", tmp_path / "plain.yaml"
+    spectrum.write_text(yaml.safe_dump({"model": {"name": "avid-summary-spectrum"}}))
+    plain.write_text(yaml.safe_dump({"model": {"name": "avid-tiny"}}))
+    rows = {row.key: row for row in ROWS}
+    assert _spectrum_dropout(rows["supervised"], spectrum) == ["model.spectrum_dropout=0.5"]
+    assert load_config(spectrum, _spectrum_dropout(rows["supervised"], spectrum)).model == (
+        load_config(spectrum).model.__class__(name="avid-summary-spectrum", spectrum_dropout=0.5)
+    )
+    assert _spectrum_dropout(rows["supervised"], plain) == []  # avid-tiny has no such path
+    # The self-supervised rows never get it: it stops the in-batch recipe from starting.
+    assert all(_spectrum_dropout(row, spectrum) == [] for row in ROWS if row.key != "supervised")
