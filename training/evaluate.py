@@ -5,9 +5,8 @@ linear probes on every video stage (conv2x..conv5x, max-pooled to a 1x2x2 grid) 
 stage (block1..block4, 2x2 grid), on the audio tower's output (``audio/encoder``: what its
 projection head reads; for a tower with a spectrum path, both paths) and on the embeddings;
 cosine kNN accuracy on the embeddings; cross-modal retrieval on the test split in both
-directions, at instance level
-(the same clip: R@1/5/10 against chance) and class level (the same label: P@k and mAP; the
-query's own clip is left out of the targets).
+directions, at instance level (the same clip: R@1/5/10 against chance) and class level (the
+same label: P@k and mAP; the query's own clip is left out of the targets).
 """
 
 from __future__ import annotations
@@ -50,10 +49,11 @@ def _pooled_stages(model: AVIDModel, video: torch.Tensor, audio: torch.Tensor) -
             for name in ("block1", "block2", "block3", "block4")
         }
     )
+    # The encoder's own output (its 2-D path pools block4; a spectrum path adds its own part),
+    # probed and projected from one forward pass (what model.encode_audio computes).
     out["audio/encoder"] = model.audio_encoder(audio)
     out["video_emb"] = F.normalize(model.video_head(vf["conv5x"].amax(dim=(2, 3, 4))), dim=1)
-    # The encoder's own output (its 2-D path pools block4; a spectrum path adds its own part).
-    out["audio_emb"] = model.encode_audio(audio)
+    out["audio_emb"] = F.normalize(model.audio_head(out["audio/encoder"]), dim=1)
     return out
 
 

@@ -32,7 +32,7 @@ import torch
 
 from avid_model.checkpoint import load_checkpoint
 from avid_model.media_probe import probe
-from avid_model.registry import create_model
+from avid_model.registry import model_entry
 from training.avdigits_splits import NUM_CLASSES
 from training.clips import test_window
 from training.config import load_config
@@ -146,7 +146,7 @@ def _spectrum_dropout(row: Row, config: Path) -> list[str]:
     spectrum path for it to act on."""
     if not row.spectrum_dropout:
         return []
-    if create_model(load_config(config).model.name).config.audio_arch != "conv2d-10+spectrum":
+    if model_entry(load_config(config).model.name).config.audio_arch != "conv2d-10+spectrum":
         return []
     return [f"model.spectrum_dropout={row.spectrum_dropout}"]
 
