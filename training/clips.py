@@ -81,6 +81,44 @@ def decode_media(path: Path, cfg: PreprocessConfig) -> DecodedMedia:
     return DecodedMedia(duration=info.duration, frames=frames, audio=audio)
 
 
+class MediaCache:
+    """Whole files decoded once and kept for the life of a process, for every dataset given it.
+
+    `training.results_table` trains and evaluates a dozen runs on the same files; with one
+    cache each file is decoded once, not once per training run and once per evaluation. An
+    entry is keyed by the file (resolved path, size, modification time) and by the decode
+    settings (fps, short side, sample rate), so a changed file or other settings decode anew.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[object, ...], DecodedMedia] = {}
+
+    @staticmethod
+    def _key(path: Path, cfg: PreprocessConfig) -> tuple[object, ...]:
+        stat = Path(path).stat()
+        return (
+            str(Path(path).resolve()),
+            stat.st_size,
+            stat.st_mtime_ns,
+            cfg.fps,
+            cfg.resize_short,
+            cfg.sample_rate,
+        )
+
+    def get(self, path: Path, cfg: PreprocessConfig) -> DecodedMedia | None:
+        return self._items.get(self._key(path, cfg))
+
+    def put(self, path: Path, cfg: PreprocessConfig, media: DecodedMedia) -> None:
+        self._items[self._key(path, cfg)] = media
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(m.nbytes for m in self._items.values())
+
+
 def cut_clip(
     media: DecodedMedia, window: ClipWindow, cfg: PreprocessConfig
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:

@@ -28,6 +28,7 @@ from training.augment import AugmentConfig, VideoAugment, random_channel, random
 from training.clips import (
     ClipWindow,
     DecodedMedia,
+    MediaCache,
     cut_clip,
     decode_media,
     test_window,
@@ -105,6 +106,7 @@ class AVClipDataset(Dataset[dict[str, Any]]):
         cache: bool = False,
         seed: int = 0,
         augment: AugmentConfig | None = None,
+        media_cache: MediaCache | None = None,
     ) -> None:
         if not records:
             raise ValueError("AVClipDataset needs at least one record")
@@ -124,6 +126,9 @@ class AVClipDataset(Dataset[dict[str, Any]]):
         self.augment_config = augment or AugmentConfig()
         self.video_augment = VideoAugment(preprocess, self.augment_config)
         self._cache: dict[int, DecodedMedia] = {}
+        # Files decoded by other datasets of this process (fill_cache takes them from there
+        # and puts what it decodes there).
+        self.media_cache = media_cache
         self._durations: dict[int, float] = {}
         # In shared memory, so set_epoch reaches persistent workers and counts add up.
         self._epoch = multiprocessing.RawValue("q", 0)
@@ -168,9 +173,16 @@ class AVClipDataset(Dataset[dict[str, Any]]):
         """Decode every file once into memory (in this process; `workers` decode in parallel).
 
         Call before creating the DataLoader: forked workers then share the decoded frames.
+        Files already in `media_cache` are taken from it, and the ones decoded here put there.
         Without it, `cache=True` fills a separate cache in each worker as files are first used.
         """
         todo = [i for i in range(len(self.records)) if i not in self._cache]
+        if self.media_cache is not None:
+            for i in todo:
+                shared = self.media_cache.get(self.records[i].path, self.preprocess)
+                if shared is not None:
+                    self._cache[i] = shared
+            todo = [i for i in todo if i not in self._cache]
         files = _DecodeFiles([self.records[i] for i in todo], self.preprocess)
         loader = DataLoader(files, batch_size=None, num_workers=workers)
         for n, (i, media) in enumerate(zip(todo, loader, strict=True), start=1):
@@ -180,6 +192,8 @@ class AVClipDataset(Dataset[dict[str, Any]]):
                 frames=media.frames.clone() if media.frames is not None else None,
                 audio=media.audio.clone() if media.audio is not None else None,
             )
+            if self.media_cache is not None:
+                self.media_cache.put(self.records[i].path, self.preprocess, self._cache[i])
             if progress is not None:
                 progress(n, len(todo))
 

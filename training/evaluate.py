@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from avid_model.model import AVIDModel
+from training.clips import MediaCache
 from training.data import AVClipDataset
 from training.metrics import class_retrieval, instance_recall, knn_accuracy, linear_probe_accuracy
 from training.sources import VideoRecord
@@ -66,7 +67,10 @@ def extract_features(
     batch_size: int = 32,
     workers: int = 2,
     device: torch.device | None = None,
+    media_cache: MediaCache | None = None,
 ) -> SplitFeatures:
+    """Test-time features of `records`; with `media_cache`, files are decoded once per process
+    (taken from it, or decoded by `workers` and put there) instead of once per clip."""
     device = device or torch.device("cpu")
     model = model.eval().to(device)
     dataset = AVClipDataset(
@@ -75,7 +79,11 @@ def extract_features(
         model.spectrogram_stats,
         train=False,
         clips_per_video=clips_per_video,
+        cache=media_cache is not None,
+        media_cache=media_cache,
     )
+    if media_cache is not None:
+        dataset.fill_cache(workers=workers)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
     sums: dict[str, torch.Tensor] = {}
     counts = torch.zeros(len(records))

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from avid_model.model import AVIDModel
+from training.clips import MediaCache
 from training.evaluate import extract_features
 from training.metrics import instance_recall
 from training.sources import VideoRecord, load_records
@@ -76,6 +77,7 @@ def held_out_health(
     batch_size: int = 32,
     workers: int = 0,
     device: torch.device | None = None,
+    media_cache: MediaCache | None = None,
 ) -> dict[str, Any]:
     """Retrieval and spread of ``records`` (N >= 2) embedded by ``model``'s current weights.
 
@@ -90,7 +92,12 @@ def held_out_health(
     try:
         with torch.random.fork_rng(devices=rng_devices):
             features = extract_features(
-                model, records, batch_size=batch_size, workers=workers, device=device
+                model,
+                records,
+                batch_size=batch_size,
+                workers=workers,
+                device=device,
+                media_cache=media_cache,
             )
     finally:
         model.train(was_training)
@@ -139,10 +146,18 @@ def report_health(
     batch_size: int,
     workers: int,
     device: torch.device,
+    media_cache: MediaCache | None = None,
 ) -> dict[str, Any]:
     """Run ``held_out_health``; write a ``monitor`` event (and a ``collapse`` event per modality
     over ``threshold``) through ``write(event, **fields)`` and print a summary / a warning."""
-    health = held_out_health(model, records, batch_size=batch_size, workers=workers, device=device)
+    health = held_out_health(
+        model,
+        records,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        media_cache=media_cache,
+    )
     write("monitor", epoch=epoch, step=step, **health)
     tqdm.write(health_line(health, epoch=epoch, step=step))
     for modality, spread in collapse_alarms(health, threshold):

@@ -34,7 +34,7 @@ from avid_model.checkpoint import load_checkpoint
 from avid_model.media_probe import probe
 from avid_model.registry import model_entry
 from training.avdigits_splits import NUM_CLASSES
-from training.clips import test_window
+from training.clips import MediaCache, test_window
 from training.config import load_config
 from training.data import dataset_spectrogram_stats
 from training.evaluate import evaluate_features, extract_features
@@ -151,7 +151,9 @@ def _spectrum_dropout(row: Row, config: Path) -> list[str]:
     return [f"model.spectrum_dropout={row.spectrum_dropout}"]
 
 
-def _train_row(row: Row, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+def _train_row(
+    row: Row, seed: int, args: argparse.Namespace, media_cache: MediaCache
+) -> dict[str, Any]:
     run_dir = _run_dir(args.runs, row.key, seed)
     overrides = [
         f"loss.objective={args.objective}",
@@ -172,7 +174,7 @@ def _train_row(row: Row, seed: int, args: argparse.Namespace) -> dict[str, Any]:
             raise MissingRunError(f"{row.key} seed {seed} starts from {origin}: run that row first")
         overrides.append(f"loss.cma.init_from={origin}")
     config = load_config(args.config, overrides)
-    result = train(config)
+    result = train(config, media_cache=media_cache)
     export_run(run_dir, run_dir / "export")
     return {
         "objective": config.loss.objective,
@@ -185,7 +187,9 @@ def _train_row(row: Row, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _evaluate(row: Row, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+def _evaluate(
+    row: Row, seed: int, args: argparse.Namespace, media_cache: MediaCache
+) -> dict[str, Any]:
     train_records = load_records(args.data / "manifest.jsonl", "train")
     test_records = load_records(args.data / "manifest.jsonl", "test")
     if row.trained:
@@ -197,21 +201,30 @@ def _evaluate(row: Row, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         model.spectrogram_stats = dataset_spectrogram_stats(
             train_records, model.preprocess, clips=base.data.stats_clips, seed=seed
         )
-    common: dict[str, Any] = {"clips_per_video": args.eval_clips, "workers": args.workers}
+    common: dict[str, Any] = {
+        "clips_per_video": args.eval_clips,
+        "workers": args.workers,
+        "media_cache": media_cache,
+    }
     train_features = extract_features(model, train_records, **common)
     test_features = extract_features(model, test_records, **common)
     return evaluate_features(train_features, test_features, seed=seed)
 
 
-def run_row(row: Row, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Train (if the row trains), export and evaluate one (row, seed); cached in eval.json."""
+def run_row(
+    row: Row, seed: int, args: argparse.Namespace, media_cache: MediaCache | None = None
+) -> dict[str, Any]:
+    """Train (if the row trains), export and evaluate one (row, seed); cached in eval.json.
+
+    Rows given one `media_cache` decode each file once between them."""
     out = _run_dir(args.runs, row.key, seed) / EVAL_FILE
     if out.is_file():
         cached: dict[str, Any] = json.loads(out.read_text())
         return cached
     started = time.perf_counter()
-    training = _train_row(row, seed, args) if row.trained else {"minutes": 0.0}
-    results = _evaluate(row, seed, args)
+    media_cache = media_cache if media_cache is not None else MediaCache()
+    training = _train_row(row, seed, args, media_cache) if row.trained else {"minutes": 0.0}
+    results = _evaluate(row, seed, args, media_cache)
     results.update(row=row.key, seed=seed, training=training)
     results["eval_minutes"] = (time.perf_counter() - started) / 60 - training["minutes"]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -542,12 +555,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    media_cache = MediaCache()  # every row trains and is evaluated on the same files
     for seed in args.seeds:
         for row in ROWS:
             if row.key not in args.rows:
                 continue
             try:
-                result = run_row(row, seed, args)
+                result = run_row(row, seed, args, media_cache)
             except MissingRunError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2

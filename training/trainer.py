@@ -30,6 +30,7 @@ from avid_model.inference import to_channels_last
 from avid_model.model import AVIDModel
 from avid_model.registry import create_model
 from training.augment import AugmentConfig
+from training.clips import MediaCache
 from training.config import ConfigError, TrainConfig, config_to_dict
 from training.data import AVClipDataset, dataset_spectrogram_stats
 from training.distributed import DistContext, barrier, init_distributed, resolve_device, shutdown
@@ -154,17 +155,26 @@ def _initial_state(config: TrainConfig, run_dir: Path) -> tuple[dict[str, Any] |
     return None, "fresh"
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Run (or resume) one training run as configured; returns a summary."""
+def train(config: TrainConfig, *, media_cache: MediaCache | None = None) -> TrainResult:
+    """Run (or resume) one training run as configured; returns a summary.
+
+    With ``data.cache``, files are decoded once into `media_cache` (a new one if None), which
+    the held-out monitor reads too; pass one cache to many runs on the same files (as the
+    results table does) to decode them once in all.
+    """
     device = resolve_device(config.run.device)
     ctx = init_distributed(device)
+    if media_cache is None and config.data.cache:
+        media_cache = MediaCache()
     try:
-        return _train(config, device, ctx)
+        return _train(config, device, ctx, media_cache)
     finally:
         shutdown(ctx)
 
 
-def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> TrainResult:
+def _train(
+    config: TrainConfig, device: torch.device, ctx: DistContext, media_cache: MediaCache | None
+) -> TrainResult:
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
     run_dir = Path(config.run.out_dir)
@@ -235,6 +245,7 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
         cache=config.data.cache,
         seed=config.run.seed,
         augment=_augment_config(config),
+        media_cache=media_cache if config.data.cache else None,
     )
     if config.data.cache:
         dataset.fill_cache(workers=config.data.workers)
@@ -286,6 +297,9 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
     )
     stopped, last_loss, clips_seen = "completed", math.nan, 0
     window_clips, window_start = 0, time.perf_counter()
+    # Seconds of the log window spent waiting for the loader's next batch: the share of wall
+    # time the encoders sat idle for decoding and augmentation (logged as data_wait).
+    window_wait = 0.0
     epochs_done = start_epoch
     for epoch in range(start_epoch, config.optim.epochs):
         sampler.set_epoch(epoch)
@@ -311,7 +325,9 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
             disable=not (ctx.is_main and config.run.progress),
             leave=False,
         )
+        fetch_started = time.perf_counter()
         for batch in bar:
+            window_wait += time.perf_counter() - fetch_started
             video = batch["video"].to(device, non_blocking=True)
             audio = batch["audio"].to(device, non_blocking=True)
             ids = batch["index"].to(device, non_blocking=True)
@@ -349,7 +365,8 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
             if step % config.run.log_every == 0:
                 now = time.perf_counter()
                 rate = window_clips / max(now - window_start, 1e-9)
-                window_clips, window_start = 0, now
+                data_wait = window_wait / max(now - window_start, 1e-9)
+                window_clips, window_start, window_wait = 0, now, 0.0
                 fields = {k: round(float(t), 6) for k, t in terms.items() if t.numel() == 1}
                 fields["video_spread"] = round(batch_spread(v), 6)
                 fields["audio_spread"] = round(batch_spread(a), 6)
@@ -359,12 +376,14 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
                     step=step,
                     loss=last_loss,
                     clips_per_s=rate,
+                    data_wait=round(data_wait, 4),
                     lr=lr,
                     **fields,
                 )
                 bar.set_postfix(
                     loss=f"{last_loss:.4f}",
                     clips_s=f"{rate:.1f}",
+                    wait=f"{data_wait:.0%}",
                     v_cos=f"{fields['video_spread']:.2f}",
                     a_cos=f"{fields['audio_spread']:.2f}",
                 )
@@ -372,6 +391,7 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
             if _any_rank(ctx, out_of_time, device):
                 stopped = "time budget"
                 break
+            fetch_started = time.perf_counter()
         finished_epoch = stopped == "completed"
         if held_out:  # main rank; the others wait in _save's barrier
             report_health(
@@ -384,6 +404,7 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Train
                 batch_size=per_rank_batch,
                 workers=config.data.workers,
                 device=device,
+                media_cache=media_cache if config.data.cache else None,
             )
         _save(
             run_dir,

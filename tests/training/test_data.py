@@ -20,6 +20,7 @@ from avid_model.features import PreprocessConfig, SpectrogramStats, log_spectrog
 from avid_model.media import decode_audio
 from avid_model.media_writer import write_media
 from training.augment import AugmentConfig
+from training.clips import MediaCache
 from training.data import AVClipDataset, dataset_spectrogram_stats, item_generator
 from training.sources import VideoRecord
 
@@ -188,6 +189,46 @@ def test_cache_gives_the_same_items(records: list[VideoRecord]) -> None:
             assert x["audio_start"] == y["audio_start"]
             assert torch.equal(x["video"], y["video"])
             torch.testing.assert_close(x["audio"], y["audio"], atol=1e-3, rtol=1e-4)
+
+
+def test_shared_media_cache_decodes_each_file_once(
+    records: list[VideoRecord], tmp_path: Path
+) -> None:
+    shared = MediaCache()
+    first = _dataset(records, train=True, cache=True, media_cache=shared)
+    first.fill_cache(workers=2)
+    assert len(shared) == 3
+    assert shared.nbytes == first.cache_bytes
+    second = _dataset(records, train=False, clips_per_video=2, cache=True, media_cache=shared)
+    calls: list[tuple[int, int]] = []
+    second.fill_cache(progress=functools.partial(_record_call, calls))
+    assert calls == []  # nothing left to decode: every file came from the shared cache
+    assert second.cached_files == 3
+    plain = _dataset(records, train=False, clips_per_video=2)
+    for i in range(len(plain)):
+        assert torch.equal(plain[i]["video"], second[i]["video"])
+    # Other decode settings, or a file rewritten since, decode anew.
+    other = AVClipDataset(
+        records,
+        PreprocessConfig(crop_size=32),
+        SpectrogramStats.identity(),
+        train=False,
+        cache=True,
+        media_cache=shared,
+    )
+    other.fill_cache(progress=functools.partial(_record_call, calls))
+    assert calls[-1] == (3, 3)
+    assert len(shared) == 6
+    copy = VideoRecord(path=_write_clip(tmp_path / "copy.mp4", 3.0))
+    before = _dataset([copy], cache=True, media_cache=shared)
+    before.fill_cache()
+    assert before[0]["video_start"] == 0.5  # the centred window of a 3 s file
+    _write_clip(copy.path, 2.0)
+    rewritten = _dataset([copy], cache=True, media_cache=shared)
+    calls.clear()
+    rewritten.fill_cache(progress=functools.partial(_record_call, calls))
+    assert calls == [(1, 1)]
+    assert rewritten[0]["video_start"] == 0.0  # of the 2 s file now there
 
 
 def test_normalisation_uses_given_stats(records: list[VideoRecord]) -> None:
