@@ -134,7 +134,23 @@ def test_supervised_row_is_the_upper_bound_each_row_is_measured_against() -> Non
     text = results_document(by_row, "cmd")
     assert "The bound gates every reading above: audio probe tower is below 0.95" in text
     assert "Why the video tower falls short" not in text
+    assert "Both are at or above" not in text
+    # Both bounds met: the rows below are read as the method's, and no cause is given.
+    healthy = _result("supervised", 0, 0.11, 0.96)
+    healthy["linear_probe"]["audio/encoder"] = 0.955
+    by_row["supervised"] = [healthy]
+    text = results_document(by_row, "cmd")
+    assert "Both are at or above 0.95: the towers can learn the task" in text
+    assert "The bound gates" not in text
     assert "## The supervised upper bound" not in results_document({"cross": by_row["cross"]}, "")
+
+
+def test_the_findings_are_stated_for_the_model_they_were_measured_on() -> None:
+    by_row = {"cross": [_result("cross", 0, 0.5, 0.5)]}
+    text = results_document(by_row, "cmd", model="avid-summary-spectrum")
+    assert "Temporal (3,1,1) convolutions delay learning; they do not stop it" in text
+    assert "The published NCE objective" in text
+    assert "## Why the model first learnt nothing" not in results_document(by_row, "cmd")
 
 
 def test_row_budgets(capsys: pytest.CaptureFixture[str]) -> None:
