@@ -1,5 +1,6 @@
 """Who may call what, over the real app: the key as ``X-API-Key`` beside the bearer header,
-the read-only key (search and read, never write), and CORS (off unless configured)."""
+the read-only key (search and read, never write), CORS (off unless configured), and the page
+at ``/`` with its static files (no key needed)."""
 
 from __future__ import annotations
 
@@ -99,3 +100,24 @@ def test_cors_is_off_by_default_and_answers_the_configured_origins(
         assert plain.headers["access-control-allow-origin"] == "http://other.example"
         stranger = client.get("/items", headers={"Origin": "http://evil.example"})
         assert "access-control-allow-origin" not in stranger.headers
+
+
+def test_the_page_and_its_static_files_are_served_without_a_key(
+    make_settings: SettingsFactory,
+) -> None:
+    with TestClient(create_app(make_settings(api_key=WRITE))) as client:
+        page = client.get("/")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert "<title>AVID" in page.text
+        for asset, content_type in (
+            ("/static/page.js", "text/javascript"),
+            ("/static/page.css", "text/css"),
+        ):
+            assert f'"{asset}"' in page.text  # the page loads it from where it is served
+            answer = client.get(asset)
+            assert answer.status_code == 200, asset
+            assert answer.headers["content-type"].startswith(content_type), asset
+            assert len(answer.content) > 100
+        assert client.get("/static/missing.js").status_code == 404
+        assert_error(client.get("/items"), 401, "unauthorized")  # the API still asks for it
