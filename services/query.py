@@ -49,6 +49,7 @@ def hits_body(
             "end": h.end,
             "metadata": h.metadata,
             "file_name": h.file_name,
+            "size_bytes": h.size_bytes,
         }
         if options.with_vectors and store is not None and target is not None:
             vectors = store.vectors_of(h.item_id, target).vectors

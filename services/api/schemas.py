@@ -69,6 +69,7 @@ class SearchResult(BaseModel):
     end: float
     metadata: dict[str, Any]
     file_name: str | None = Field(None, description="the item's uploaded file name")
+    size_bytes: int | None = Field(None, description="the item's uploaded file's size in bytes")
     vector: Vector | None = Field(
         None, description="the matched window's vector (with_vectors=true only)"
     )

@@ -81,6 +81,7 @@ class SearchHit:
     end: float
     metadata: dict[str, Any]
     file_name: str | None = None
+    size_bytes: int | None = None
     vector: list[float] | None = None
 
     @classmethod
@@ -93,6 +94,7 @@ class SearchHit:
             end=float(body["end"]),
             metadata=dict(body["metadata"]),
             file_name=body.get("file_name"),
+            size_bytes=body.get("size_bytes"),
             vector=body.get("vector"),
         )
 

@@ -95,6 +95,7 @@ def search_items(
                 kind=summary.kind,
                 metadata=summary.metadata,
                 file_name=summary.file_name,
+                size_bytes=summary.size_bytes,
             )
         )
     return hits

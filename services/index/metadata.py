@@ -99,6 +99,7 @@ class ItemSummary:
     kind: ItemKind
     metadata: dict[str, Any]
     file_name: str | None = None
+    size_bytes: int | None = None
 
 
 def record_of_row(row: sqlite3.Row | tuple[Any, ...]) -> ItemRecord:
@@ -551,9 +552,10 @@ class MetadataDB:
         conn = self._reader()
         for chunk in in_chunks(list(item_ids)):
             marks = ",".join("?" * len(chunk))
-            for item_id, kind, metadata, file_name in conn.execute(
-                f"SELECT item_id, kind, metadata, file_name FROM items WHERE item_id IN ({marks})",
+            for item_id, kind, metadata, file_name, size_bytes in conn.execute(
+                "SELECT item_id, kind, metadata, file_name, size_bytes FROM items"
+                f" WHERE item_id IN ({marks})",
                 list(chunk),
             ):
-                out[item_id] = ItemSummary(kind, json.loads(metadata), file_name)
+                out[item_id] = ItemSummary(kind, json.loads(metadata), file_name, size_bytes)
         return out

@@ -444,10 +444,11 @@ class PostgresMetadataDB:
         out: dict[str, ItemSummary] = {}
         with self._reading() as c:
             for chunk in in_chunks(list(item_ids)):
-                for item_id, kind, metadata, file_name in c.execute(
-                    select(i.item_id, i.kind, i.metadata, i.file_name).where(
+                for item_id, kind, metadata, file_name, size_bytes in c.execute(
+                    select(i.item_id, i.kind, i.metadata, i.file_name, i.size_bytes).where(
                         i.item_id.in_(list(chunk))
                     )
                 ):
-                    out[item_id] = ItemSummary(kind, json.loads(metadata), file_name)
+                    summary = ItemSummary(kind, json.loads(metadata), file_name, size_bytes)
+                    out[item_id] = summary
         return out

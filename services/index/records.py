@@ -102,3 +102,4 @@ class SearchHit:
     kind: ItemKind
     metadata: dict[str, Any]
     file_name: str | None = None
+    size_bytes: int | None = None

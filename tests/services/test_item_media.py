@@ -1,6 +1,6 @@
-"""What an item keeps for people, over the real app: the original file name and size, the
-kept file with HTTP Range (``/items/{id}/media``), a poster frame (``/items/{id}/poster``),
-and ``PATCH /items/{id}`` of the metadata."""
+"""What an item keeps for people, over the real app: the original file name and size (on the
+item and in its search results), the kept file with HTTP Range (``/items/{id}/media``), a
+poster frame (``/items/{id}/poster``), and ``PATCH /items/{id}`` of the metadata."""
 
 from __future__ import annotations
 
@@ -70,6 +70,16 @@ def test_items_keep_the_sanitised_file_name_and_the_size(
     assert sanitised_name("dir/..") is None
     listed = {i["id"]: i for i in client.get("/items").json()["items"]}
     assert listed[video_id]["file_name"] == "Holiday clip (1).mp4"
+    query = {"file": ("q.wav", media.wav.read_bytes(), "application/octet-stream")}
+    hits = {
+        h["id"]: h for h in results(client.post("/search", files=query, data={"target": "video"}))
+    }
+    named = (hits[video_id]["file_name"], hits[video_id]["size_bytes"])
+    assert named == ("Holiday clip (1).mp4", media.videos[1].stat().st_size)
+    query = {"file": ("q.mp4", media.videos[1].read_bytes(), "application/octet-stream")}
+    sounds = results(client.post("/search", files=query, data={"target": "audio"}))
+    sound = {h["id"]: h for h in sounds}[wav_id]
+    assert (sound["file_name"], sound["size_bytes"]) == ("tone.WAV", media.wav.stat().st_size)
 
 
 def test_media_is_the_kept_file_with_range_support(
