@@ -77,8 +77,15 @@ def register_client(subparsers: Subparsers) -> None:
 
     items = commands.add_parser("items", help="list the stored items")
     _add_connection(items)
-    items.add_argument("--limit", type=positive_int, default=50, help="items (default 50)")
+    items.add_argument("--limit", type=positive_int, default=50, help="items a page (default 50)")
     items.add_argument("--kind", choices=("video", "audio"))
+    pages = items.add_mutually_exclusive_group()
+    pages.add_argument(
+        "--cursor", help="start at this page (the cursor that the previous page printed)"
+    )
+    pages.add_argument(
+        "--all", action="store_true", help="every item: page through with the API's cursor"
+    )
     items.add_argument("--json", action="store_true", help="print the items as JSON lines")
     items.set_defaults(func=cmd_items)
 
@@ -299,21 +306,28 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_items(args: argparse.Namespace) -> int:
     def run(args: argparse.Namespace) -> int:
         with _client(args) as client:
-            page = client.items(args.limit, kind=args.kind)
+            if args.all:
+                listed = list(client.iter_items(kind=args.kind, page_size=args.limit))
+                total, next_cursor = len(listed), None
+            else:
+                page = client.items(args.limit, cursor=args.cursor, kind=args.kind)
+                listed, total, next_cursor = page.items, page.total, page.next_cursor
+        more = f"more: --cursor {next_cursor} (or --all)" if next_cursor else ""
         if args.json:
-            for item in page.items:
+            for item in listed:
                 print(json.dumps(item.__dict__))
+            if more:
+                print(more, file=sys.stderr)  # stdout stays JSON lines
             return 0
         rows = [("id", "kind", "duration", "name", "metadata")]
-        for item in page.items:
+        for item in listed:
             meta = json.dumps(item.metadata)
             meta = meta if len(meta) <= 60 else meta[:57] + "..."
             rows.append((item.id, item.kind, f"{item.duration:.1f}", item.file_name or "", meta))
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
         for row in rows:
             print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        more = " (more: use the API's cursor)" if page.next_cursor else ""
-        print(f"{len(page.items)} of {page.total} items{more}")
+        print(f"{len(listed)} of {total} items" + (f" ({more})" if more else ""))
         return 0
 
     return _reaching(run, args)

@@ -68,6 +68,9 @@ def test_the_client_class_embeds_pages_searches_patches_and_deletes(
     assert [i.id for i in paged] == [video.id, short.id, sound.id]
     hits = client.search(query_wav, "video", k=5)
     assert all(isinstance(h, SearchHit) for h in hits)
+    assert {(h.file_name, h.size_bytes) for h in hits if h.id == video.id} == {
+        ("video_0.mp4", media.videos[0].stat().st_size)
+    }
     assert {h.id for h in hits} == {video.id, short.id}
     only_a = client.search(query_wav, "video", filter={"label": "a"}, with_vectors=True)
     assert [h.id for h in only_a] == [video.id]
@@ -184,3 +187,38 @@ def test_cli_patch_and_delete_items(
     assert list(client.iter_items()) == []
     assert main(["client", "delete", first, "--url", server.url, "--key", "nope"]) == 2
     assert "401" in capsys.readouterr().err
+
+
+def test_cli_items_pages_with_the_cursor_or_lists_them_all(
+    client: AvidClient, server: ServerProcess, media: Media, capsys: pytest.CaptureFixture[str]
+) -> None:
+    connection = ["--url", server.url, "--key", KEY]
+    for path in (media.short_video, media.wav, media.videos[2]):
+        client.embed(path)
+    items = ["client", "items", *connection]
+    names = ["short.mp4", "tone.wav", "video_2.mp4"]  # oldest first
+
+    assert main([*items, "--limit", "2"]) == 0
+    first = capsys.readouterr().out
+    footer = first.splitlines()[-1]
+    assert footer.startswith("2 of 3 items (more: --cursor ")
+    assert [name in first for name in names] == [True, True, False]
+    cursor = footer.split("--cursor ")[1].split()[0]
+    assert main([*items, "--limit", "2", "--cursor", cursor]) == 0
+    second = capsys.readouterr().out
+    assert second.splitlines()[-1] == "1 of 3 items"
+    assert [name in second for name in names] == [False, False, True]
+
+    assert main([*items, "--limit", "1", "--all"]) == 0
+    every = capsys.readouterr().out
+    assert every.splitlines()[-1] == "3 of 3 items"
+    assert all(name in every for name in names)
+    assert main([*items, "--limit", "1", "--all", "--json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["file_name"] for line in lines] == names
+    assert main([*items, "--limit", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 2
+    assert f"--cursor {cursor}" in captured.err  # stdout stays JSON lines
+    with pytest.raises(SystemExit):
+        main([*items, "--all", "--cursor", cursor])
