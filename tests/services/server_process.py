@@ -23,7 +23,9 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``avid serve`` on ``data_dir``; output in ``log_path``. ``env``: extra AVID_* settings."""
+    """``avid serve`` on ``data_dir``; output in ``log_path``. ``env``: extra AVID_* settings.
+    ``start`` waits up to 240 s: on a loaded 2-core machine (a training run beside the tests,
+    under ``nice``) importing torch and loading the model alone has taken over 90 s."""
 
     def __init__(self, checkpoint: Path, data_dir: Path, log_path: Path, **env: str) -> None:
         self.port = free_port()
@@ -41,7 +43,7 @@ class ServerProcess:
         }
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 90.0) -> ServerProcess:
+    def start(self, timeout: float = 240.0) -> ServerProcess:
         command = [sys.executable, "-m", "avid_model.cli", "serve", "--port", str(self.port)]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -57,6 +59,7 @@ class ServerProcess:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
+                self.kill()  # no fixture teardown runs for a server that never started
                 pytest.fail(f"avid serve not ready after {timeout} s:\n{self.log()}")
             time.sleep(0.2)
 
