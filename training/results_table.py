@@ -369,9 +369,9 @@ FINDINGS = (
     "start (random Conv2D-10's embedding is at chance on a kNN, the raw spectrum's per-frequency "
     "maximum at 0.69).",
     "- **The recipe that learns** is the in-batch row: positives and negatives from the batch "
-    "(CLIP's symmetric softmax), T 0.2. The paper's memory-bank rows stay far below it in "
-    "their budget because a memory row is rewritten once per epoch (262 steps), so the memory "
-    "positive's cosine barely moves from zero in 5 minutes.",
+    "(CLIP's symmetric softmax), T 0.2, 20 minutes. The paper's memory-bank rows (5 minutes "
+    "each) stay far below it: a memory row is rewritten once per epoch (262 steps), so the "
+    "memory positive's cosine barely moves from zero in their budget (docs/video_tower.md).",
     "- **The published NCE objective** (issue 8, item 4) on the same memory bank learns as "
     "much as InfoNCE there (a->v class P@1 0.23 with Z from the first batch, 0.24 with Z "
     "re-estimated at step 300, 0.19 with InfoNCE; seed 0, 5 minutes, within two standard "
