@@ -1,4 +1,4 @@
-"""Real ``avid worker``s in subprocesses, for the distributed-mode tests (Redis DBs 11, 12)."""
+"""Real ``avid worker``s in subprocesses, for the distributed-mode tests (Redis DBs 11-13)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-REDIS_DBS = (11, 12)  # never DB 0; only these are flushed. One per test that runs workers.
+REDIS_DBS = (11, 12, 13)  # never DB 0; only these are flushed. One per test that runs workers.
 
 
 def redis_url(db: int) -> str:
