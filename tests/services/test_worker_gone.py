@@ -112,7 +112,7 @@ def test_workers_going_silent_holding_the_file_end_in_worker_lost(
             backend.app.backend.store_result(result.id, {"hostname": ghost}, states.STARTED)
             return result
 
-        backend.app.send_task = taken_by_a_worker_that_dies  # type: ignore[method-assign]
+        backend.app.send_task = taken_by_a_worker_that_dies
         try:
             error, seconds = _embed_fails(backend, _kept_file(media, tmp_path / "data"))
         finally:
