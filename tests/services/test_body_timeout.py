@@ -60,7 +60,8 @@ def read_response(sock: socket.socket, timeout: float) -> bytes:
     return data
 
 
-def test_a_stalled_upload_is_cut_off_with_a_json_408(server: Settings) -> None:
+def stalled_upload(port: int) -> bytes:
+    """The headers and the first 1,000 bytes of a 1 MB multipart upload (never the rest)."""
     boundary = "avidboundary"
     head = (
         f"--{boundary}\r\n"
@@ -69,12 +70,16 @@ def test_a_stalled_upload_is_cut_off_with_a_json_408(server: Settings) -> None:
     ).encode() + b"\x00" * 1000
     request = (
         "POST /embed/video HTTP/1.1\r\n"
-        f"Host: 127.0.0.1:{server.port}\r\n"
+        f"Host: 127.0.0.1:{port}\r\n"
         f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
         "Content-Length: 1000000\r\n\r\n"
     ).encode()
+    return request + head
+
+
+def test_a_stalled_upload_is_cut_off_with_a_json_408(server: Settings) -> None:
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall(request + head)  # ... and never the rest
+        sock.sendall(stalled_upload(server.port))  # ... and never the rest
         started = time.monotonic()
         answer = read_response(sock, timeout=TIMEOUT_S + 10)
         waited = time.monotonic() - started
@@ -85,5 +90,29 @@ def test_a_stalled_upload_is_cut_off_with_a_json_408(server: Settings) -> None:
     assert f"{TIMEOUT_S:g} s" in body["error"]["message"]
     assert TIMEOUT_S * 0.9 <= waited < TIMEOUT_S + 5
     # Nothing of the partial upload is left behind.
+    left = [p for folder in (server.media_dir, server.scratch_dir) for p in folder.glob("*")]
+    assert left == []
+
+
+def test_a_hundred_stalled_uploads_do_not_hold_the_server(server: Settings) -> None:
+    sockets = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(100)]
+    try:
+        for sock in sockets:
+            sock.sendall(stalled_upload(server.port))
+        # While all of them stall, the server answers everyone else at once.
+        with socket.create_connection(("127.0.0.1", server.port)) as probe:
+            started = time.monotonic()
+            probe.sendall(
+                f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode()
+            )
+            health = read_response(probe, timeout=5)
+            assert health.startswith(b"HTTP/1.1 200"), health[:300]
+            assert time.monotonic() - started < TIMEOUT_S
+        # And each stalled one is cut off: a 408 for every socket, none hangs.
+        answers = [read_response(sock, timeout=TIMEOUT_S + 15) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert all(a.startswith(b"HTTP/1.1 408") for a in answers), {a[:40] for a in answers}
     left = [p for folder in (server.media_dir, server.scratch_dir) for p in folder.glob("*")]
     assert left == []
