@@ -10,6 +10,8 @@ process: the workers here are heartbeats in Redis, and the task states a worker 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,21 @@ def _backend(
     return CeleryEmbeddingBackend.from_settings(settings)
 
 
+@contextmanager
+def _distributed(
+    checkpoint: Path, data_dir: Path, **overrides: Any
+) -> Iterator[tuple[CeleryEmbeddingBackend, redis.Redis]]:
+    """A backend on an empty Redis DB with no worker process, and a client of that DB."""
+    with empty_redis_db(DB) as broker:
+        backend = _backend(checkpoint, data_dir, broker, **overrides)
+        client = redis.Redis.from_url(broker)
+        try:
+            yield backend, client
+        finally:
+            client.close()
+            backend.close()
+
+
 def _kept_file(media: Media, data_dir: Path) -> Path:
     """A file inside the shared data dir, as the API keeps an upload for the workers."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -55,18 +72,11 @@ def _embed_fails(backend: CeleryEmbeddingBackend, path: Path) -> tuple[BackendUn
 def test_the_only_worker_dying_before_taking_the_file_is_no_worker(
     checkpoint_dir: Path, media: Media, tmp_path: Path
 ) -> None:
-    with empty_redis_db(DB) as broker:
-        backend = _backend(checkpoint_dir, tmp_path / "data", broker, task_timeout_s=60)
-        client = redis.Redis.from_url(broker)
-        try:
-            # One beat and no thread: the worker was killed right after announcing itself.
-            Heartbeat(
-                client, this_worker("dies@test", backend.model_version, 1), ttl_s=TTL_S
-            ).beat()
-            error, seconds = _embed_fails(backend, _kept_file(media, tmp_path / "data"))
-        finally:
-            client.close()
-            backend.close()
+    data = tmp_path / "data"
+    with _distributed(checkpoint_dir, data, task_timeout_s=60) as (backend, client):
+        # One beat and no thread: the worker was killed right after announcing itself.
+        Heartbeat(client, this_worker("dies@test", backend.model_version, 1), ttl_s=TTL_S).beat()
+        error, seconds = _embed_fails(backend, _kept_file(media, data))
     assert error.code == "no_worker"
     assert "stopped before taking the file" in str(error)
     assert seconds < 10  # about two TTLs, far from the 60 s task timeout
@@ -76,17 +86,14 @@ def test_the_only_worker_dying_before_taking_the_file_is_no_worker(
 def test_live_workers_that_never_take_the_file_time_out(
     checkpoint_dir: Path, media: Media, tmp_path: Path
 ) -> None:
-    with empty_redis_db(DB) as broker:
-        backend = _backend(checkpoint_dir, tmp_path / "data", broker, task_timeout_s=2.0)
-        client = redis.Redis.from_url(broker)
+    data = tmp_path / "data"
+    with _distributed(checkpoint_dir, data, task_timeout_s=2.0) as (backend, client):
         beating = Heartbeat(client, this_worker("busy@test", backend.model_version, 1), ttl_s=TTL_S)
         beating.start()  # alive, but nothing consumes the queue
         try:
-            error, seconds = _embed_fails(backend, _kept_file(media, tmp_path / "data"))
+            error, seconds = _embed_fails(backend, _kept_file(media, data))
         finally:
             beating.stop()
-            client.close()
-            backend.close()
     assert error.code == "worker_timeout"
     assert "within 2 s" in str(error)
     assert 2.0 <= seconds < 8
@@ -96,12 +103,9 @@ def test_live_workers_that_never_take_the_file_time_out(
 def test_workers_going_silent_holding_the_file_end_in_worker_lost(
     checkpoint_dir: Path, media: Media, tmp_path: Path
 ) -> None:
-    with empty_redis_db(DB) as broker:
-        backend = _backend(checkpoint_dir, tmp_path / "data", broker, task_timeout_s=60)
-        client = redis.Redis.from_url(broker)
-        live = Heartbeat(client, this_worker("live@test", backend.model_version, 1), ttl_s=TTL_S)
-        live.start()
-        sent: list[str] = []
+    data = tmp_path / "data"
+    sent: list[str] = []
+    with _distributed(checkpoint_dir, data, task_timeout_s=60) as (backend, client):
         send_task = backend.app.send_task
 
         def taken_by_a_worker_that_dies(*args: Any, **kwargs: Any) -> Any:
@@ -113,12 +117,12 @@ def test_workers_going_silent_holding_the_file_end_in_worker_lost(
             return result
 
         backend.app.send_task = taken_by_a_worker_that_dies
+        live = Heartbeat(client, this_worker("live@test", backend.model_version, 1), ttl_s=TTL_S)
+        live.start()
         try:
-            error, seconds = _embed_fails(backend, _kept_file(media, tmp_path / "data"))
+            error, seconds = _embed_fails(backend, _kept_file(media, data))
         finally:
             live.stop()
-            client.close()
-            backend.close()
     assert error.code == "worker_lost"
     assert len(sent) == MAX_SENDS
     assert len(set(sent)) == MAX_SENDS  # each try is a new task; the lost ones are revoked
