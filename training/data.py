@@ -183,6 +183,8 @@ class AVClipDataset(Dataset[dict[str, Any]]):
                 if shared is not None:
                     self._cache[i] = shared
             todo = [i for i in todo if i not in self._cache]
+        if not todo:  # all there: no loader (and no worker processes) to start
+            return
         files = _DecodeFiles([self.records[i] for i in todo], self.preprocess)
         loader = DataLoader(files, batch_size=None, num_workers=workers)
         for n, (i, media) in enumerate(zip(todo, loader, strict=True), start=1):

@@ -164,7 +164,10 @@ def train(config: TrainConfig, *, media_cache: MediaCache | None = None) -> Trai
     """
     device = resolve_device(config.run.device)
     ctx = init_distributed(device)
-    if media_cache is None and config.data.cache:
+    # One place decides: without data.cache nothing is cached, whatever the caller passed.
+    if not config.data.cache:
+        media_cache = None
+    elif media_cache is None:
         media_cache = MediaCache()
     try:
         return _train(config, device, ctx, media_cache)
@@ -245,7 +248,7 @@ def _train(
         cache=config.data.cache,
         seed=config.run.seed,
         augment=_augment_config(config),
-        media_cache=media_cache if config.data.cache else None,
+        media_cache=media_cache,
     )
     if config.data.cache:
         dataset.fill_cache(workers=config.data.workers)
@@ -404,7 +407,7 @@ def _train(
                 batch_size=per_rank_batch,
                 workers=config.data.workers,
                 device=device,
-                media_cache=media_cache if config.data.cache else None,
+                media_cache=media_cache,
             )
         _save(
             run_dir,
